@@ -1,0 +1,200 @@
+"""Architecture as data: stage specifications, fusion settings and the width presets.
+
+An HRNet is fully described by an :class:`HRNetConfig`: the stem width, four stage specifications and how the
+multi-resolution fusion upsamples. Width presets (W18/W32/W48) and the tiny configuration of the test fixtures
+are just values of it. Configs are frozen and round-trip through plain dicts (``to_dict`` / ``from_dict``), which
+is how they travel in a Hugging Face ``config.json`` (``model_args["arch"]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+__all__ = [
+    "BLOCK_TYPES",
+    "FUSION_UPSAMPLE_MODES",
+    "HRNetConfig",
+    "StageSpec",
+    "hrnet_config",
+    "tiny_config",
+    "WIDTHS",
+]
+
+BLOCK_TYPES = ("BASIC", "BOTTLENECK")
+
+#: How a lower-resolution branch is brought up to a higher one in the fusion (j > i):
+#: ``nearest``: nearest-neighbour by the integer factor 2^(j-i), cropped to the target size (the pose, ImageNet and
+#: detection code; identical to theirs whenever the input is a multiple of 32, and still aligned when it is not).
+#: ``bilinear``: bilinear straight to the target size, with ``align_corners`` (segmentation and facial landmarks).
+#: ``bilinear_scale``: bilinear by 2^(j-i), then bilinearly resized to the target size (mmsegmentation's HRNet).
+FUSION_UPSAMPLE_MODES = ("nearest", "bilinear", "bilinear_scale")
+
+#: The widths published for HRNetV1/V2 (C = channels of the highest-resolution branch).
+WIDTHS = (18, 32, 48)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage: ``num_modules`` high-resolution modules over ``len(num_channels)`` parallel branches.
+
+    ``num_channels`` are block *planes*; a branch carries ``planes * expansion`` channels (expansion 1 for BASIC,
+    4 for BOTTLENECK).
+    """
+
+    num_modules: int
+    num_blocks: tuple[int, ...]
+    num_channels: tuple[int, ...]
+    block: str = "BASIC"
+    fuse_method: str = "SUM"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "num_blocks", tuple(int(b) for b in self.num_blocks))
+        object.__setattr__(self, "num_channels", tuple(int(c) for c in self.num_channels))
+        object.__setattr__(self, "block", str(self.block).upper())
+        if self.block not in BLOCK_TYPES:
+            raise ValueError(f"unknown block type {self.block!r}; expected one of {BLOCK_TYPES}")
+        if self.fuse_method != "SUM":
+            raise ValueError(f"unsupported fuse_method {self.fuse_method!r}; HRNet fuses by 'SUM'")
+        if self.num_modules < 1:
+            raise ValueError(f"num_modules must be >= 1, got {self.num_modules}")
+        if len(self.num_blocks) != len(self.num_channels) or not self.num_channels:
+            raise ValueError(
+                f"num_blocks {self.num_blocks} and num_channels {self.num_channels} must name the same, non-zero "
+                "number of branches"
+            )
+        if min(self.num_blocks) < 1 or min(self.num_channels) < 1:
+            raise ValueError(f"blocks and channels must be positive: {self.num_blocks}, {self.num_channels}")
+
+    @property
+    def num_branches(self) -> int:
+        return len(self.num_channels)
+
+    @property
+    def expansion(self) -> int:
+        return 4 if self.block == "BOTTLENECK" else 1
+
+    @property
+    def branch_channels(self) -> tuple[int, ...]:
+        """Channels each branch carries out of this stage."""
+        return tuple(c * self.expansion for c in self.num_channels)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StageSpec:
+        d = {k.lower(): v for k, v in d.items()}
+        d.pop("num_branches", None)  # derived; accepted for compatibility with the official YAML layout
+        if "block_type" in d:
+            d["block"] = d.pop("block_type")
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown stage keys {sorted(unknown)}")
+        return cls(**d)
+
+
+def _stage(num_modules: int, block: str, blocks: int, channels: tuple[int, ...]) -> StageSpec:
+    return StageSpec(num_modules, (blocks,) * len(channels), channels, block)
+
+
+@dataclass(frozen=True)
+class HRNetConfig:
+    """A whole HRNet trunk.
+
+    ``stage1`` is the single-branch ``layer1`` (Bottleneck blocks on the stride-4 stem output); stages 2-4 add one
+    branch each. ``multi_scale_last=False`` makes the last stage-4 module fuse into branch 0 only, as the official
+    pose checkpoints do (they carry no weights for the other fusions).
+    """
+
+    stage2: StageSpec
+    stage3: StageSpec
+    stage4: StageSpec
+    stage1: StageSpec = field(default_factory=lambda: _stage(1, "BOTTLENECK", 4, (64,)))
+    stem_width: int = 64
+    fusion_upsample: str = "nearest"
+    align_corners: bool = False
+    multi_scale_last: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("stage1", "stage2", "stage3", "stage4"):
+            spec = getattr(self, name)
+            if isinstance(spec, dict):
+                object.__setattr__(self, name, StageSpec.from_dict(spec))
+        if self.stage1.num_branches != 1:
+            raise ValueError(f"stage1 has exactly one branch, got {self.stage1.num_branches}")
+        for s, name in enumerate(("stage2", "stage3", "stage4"), start=2):
+            if getattr(self, name).num_branches != s:
+                raise ValueError(f"{name} must have {s} branches, got {getattr(self, name).num_branches}")
+        if self.fusion_upsample not in FUSION_UPSAMPLE_MODES:
+            raise ValueError(
+                f"unknown fusion_upsample {self.fusion_upsample!r}; expected one of {FUSION_UPSAMPLE_MODES}"
+            )
+        if self.align_corners and self.fusion_upsample == "nearest":
+            raise ValueError("align_corners applies to bilinear fusion only; use fusion_upsample='bilinear'")
+
+    @property
+    def stages(self) -> tuple[StageSpec, StageSpec, StageSpec]:
+        """The multi-branch stages 2-4."""
+        return (self.stage2, self.stage3, self.stage4)
+
+    @property
+    def branch_channels(self) -> tuple[int, ...]:
+        """Channels of the four final branches (C, 2C, 4C, 8C for the published widths)."""
+        return self.stage4.branch_channels
+
+    @property
+    def width(self) -> int:
+        return self.branch_channels[0]
+
+    def replace(self, **changes: Any) -> HRNetConfig:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for name in ("stage1", "stage2", "stage3", "stage4"):
+            d[name]["num_blocks"] = list(d[name]["num_blocks"])
+            d[name]["num_channels"] = list(d[name]["num_channels"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HRNetConfig:
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(
+                f"unknown HRNet config keys {sorted(unknown)}; known: {[f.name for f in fields(cls)]}"
+            )
+        d = dict(d)
+        for name in ("stage1", "stage2", "stage3", "stage4"):
+            if isinstance(d.get(name), dict):
+                d[name] = StageSpec.from_dict(d[name])
+        return cls(**d)
+
+    @classmethod
+    def coerce(cls, arch: HRNetConfig | dict[str, Any]) -> HRNetConfig:
+        if isinstance(arch, cls):
+            return arch
+        if isinstance(arch, dict):
+            return cls.from_dict(arch)
+        raise TypeError(f"arch must be an HRNetConfig or a dict, got {type(arch).__name__}")
+
+
+def hrnet_config(width: int, **changes: Any) -> HRNetConfig:
+    """The published HRNet layout at ``width``: stage 2 one module, stage 3 four, stage 4 three; 4 BASIC blocks."""
+    if width < 1:
+        raise ValueError(f"width must be positive, got {width}")
+    c = (width, 2 * width, 4 * width, 8 * width)
+    cfg = HRNetConfig(
+        stage2=_stage(1, "BASIC", 4, c[:2]),
+        stage3=_stage(4, "BASIC", 4, c[:3]),
+        stage4=_stage(3, "BASIC", 4, c),
+    )
+    return cfg.replace(**changes) if changes else cfg
+
+
+def tiny_config(**changes: Any) -> HRNetConfig:
+    """The tiny layout of the test fixtures: channels 4/8/16/32, 2 blocks per branch, 1/2/2 modules."""
+    c = (4, 8, 16, 32)
+    cfg = HRNetConfig(
+        stage2=_stage(1, "BASIC", 2, c[:2]),
+        stage3=_stage(2, "BASIC", 2, c[:3]),
+        stage4=_stage(2, "BASIC", 2, c),
+    )
+    return cfg.replace(**changes) if changes else cfg

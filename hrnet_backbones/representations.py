@@ -1,0 +1,67 @@
+"""The three HRNet representations built on the trunk's four branches.
+
+* V1 (HRNetV1, pose): the branches themselves; heads read the highest-resolution one.
+* V2 (HRNetV2, segmentation and facial landmarks): every branch upsampled bilinearly to branch 0 and concatenated
+  (C + 2C + 4C + 8C = 15C channels at stride 4).
+* V2p (HRNetV2p, detection): the V2 map reduced by a 1x1 conv and average-pooled into a five-level pyramid
+  (strides 4..64), each level followed by a 3x3 conv: the HRFPN neck of the official detection code, with its
+  parameter names (``reduction_conv.0``, ``fpn_conv.{i}``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from timm.layers import register_notrace_function
+from torch import nn
+
+__all__ = ["REPRESENTATIONS", "HRFPN", "concat_branches", "pool_level"]
+
+REPRESENTATIONS = ("v1", "v2", "v2p")
+
+
+def concat_branches(branches: list[torch.Tensor], align_corners: bool = False) -> torch.Tensor:
+    """Upsample branches 1.. bilinearly to the size of branch 0 and concatenate along channels."""
+    size = branches[0].shape[-2:]
+    ups = [branches[0]]
+    ups += [F.interpolate(b, size=size, mode="bilinear", align_corners=align_corners) for b in branches[1:]]
+    return torch.cat(ups, dim=1)
+
+
+@register_notrace_function  # shape-dependent kernel size: a leaf for torch.fx
+def pool_level(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Average-pool by ``factor`` (kernel = stride), flooring the size as the official HRFPN does.
+
+    A side shorter than ``factor`` would floor to zero; it is pooled whole instead (size 1), so every input size
+    gives a pyramid: out = max(1, floor(side / factor)).
+    """
+    if factor == 1:
+        return x
+    h, w = x.shape[-2:]
+    return F.avg_pool2d(x, kernel_size=(min(factor, h), min(factor, w)), stride=factor)
+
+
+class HRFPN(nn.Module):
+    """HRNetV2p pyramid neck: 1x1 reduction of the concatenated map, ``num_levels`` pooled levels, 3x3 convs."""
+
+    def __init__(self, in_channels: int, out_channels: int = 256, num_levels: int = 5):
+        super().__init__()
+        self.num_levels = num_levels
+        self.out_channels = out_channels
+        self.reduction_conv = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1))
+        self.fpn_conv = nn.ModuleList(
+            nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in range(num_levels)
+        )
+        self.levels = tuple(range(num_levels))
+
+    def keep_levels(self, levels: tuple[int, ...]) -> None:
+        """Compute only ``levels`` from now on; the convolutions of the others are dropped."""
+        self.levels = tuple(sorted(set(levels)))
+        self.fpn_conv = nn.ModuleList(
+            c if i in self.levels else nn.Identity() for i, c in enumerate(self.fpn_conv)
+        )
+
+    def forward(self, concat: torch.Tensor) -> list[torch.Tensor]:
+        """(N, in_channels, H, W) -> levels ``self.levels`` (all five by default), level i at H / 2^i."""
+        x = self.reduction_conv(concat)
+        return [conv(pool_level(x, 2**i)) for i, conv in enumerate(self.fpn_conv) if i in self.levels]

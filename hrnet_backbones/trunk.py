@@ -1,0 +1,288 @@
+"""The HRNet trunk: stem, layer1, transitions and the multi-resolution modules (parallel branches + fusion).
+
+Module and parameter names follow the official HRNet code (and so timm's ``HighResolutionNet``): ``conv1``,
+``bn1``, ``conv2``, ``bn2``, ``layer1``, ``transition{1,2,3}``, ``stage{2,3,4}.{m}.branches`` and
+``.fuse_layers``. Checkpoints of every official family therefore map onto it key for key.
+
+Blocks are written here rather than taken from ``timm.models.resnet``: the official key layout must hold exactly,
+and the inference fast path folds each BatchNorm into its convolution and sums residuals in place, which needs
+plain conv/bn pairs without timm's optional attention, anti-aliasing and drop-block hooks.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .config import HRNetConfig, StageSpec
+
+__all__ = [
+    "BasicBlock",
+    "Bottleneck",
+    "HighResolutionModule",
+    "HRNetTrunk",
+    "upsample_to",
+]
+
+BN_MOMENTUM = 0.1
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, momentum=BN_MOMENTUM)
+
+
+def _conv3x3(in_chs: int, out_chs: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_chs, out_chs, 3, stride, 1, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a residual connection (expansion 1)."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = _conv3x3(inplanes, planes, stride)
+        self.bn1 = _bn(planes)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = _bn(planes)
+        self.downsample = downsample
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.act(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.act(out + shortcut)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3, 1x1 expand (expansion 4) with a residual connection."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = _bn(planes)
+        self.conv2 = _conv3x3(planes, planes, stride)
+        self.bn2 = _bn(planes)
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
+        self.bn3 = _bn(planes * self.expansion)
+        self.downsample = downsample
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.act(self.bn1(self.conv1(x)))
+        out = self.act(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.act(out + shortcut)
+
+
+BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {"BASIC": BasicBlock, "BOTTLENECK": Bottleneck}
+
+
+def make_layer(block: str, inplanes: int, planes: int, num_blocks: int, stride: int = 1) -> nn.Sequential:
+    """A stack of ``num_blocks`` blocks; the first one projects the shortcut when the shape changes."""
+    block_cls = BLOCKS[block]
+    out_chs = planes * block_cls.expansion
+    downsample = None
+    if stride != 1 or inplanes != out_chs:
+        downsample = nn.Sequential(nn.Conv2d(inplanes, out_chs, 1, stride, bias=False), _bn(out_chs))
+    layers = [block_cls(inplanes, planes, stride, downsample)]
+    layers += [block_cls(out_chs, planes) for _ in range(1, num_blocks)]
+    return nn.Sequential(*layers)
+
+
+def upsample_to(
+    x: torch.Tensor, size: tuple[int, int] | torch.Size, factor: int, mode: str, align_corners: bool = False
+) -> torch.Tensor:
+    """Bring ``x`` up by ``factor`` so that it lands exactly on ``size`` (see ``config.FUSION_UPSAMPLE_MODES``).
+
+    Every stride-2 convolution here maps a side ``s`` to ``ceil(s / 2)``, so ``factor`` times the low-resolution
+    side is never smaller than the target side: cropping the nearest upsample keeps each high-resolution pixel
+    aligned with the low-resolution pixel whose receptive field it sits in, for any input size.
+    """
+    if mode == "nearest":
+        return F.interpolate(x, scale_factor=float(factor), mode="nearest")[..., : size[0], : size[1]]
+    if mode == "bilinear":
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
+    # "bilinear_scale" (mmsegmentation): scale first, then resize to the target
+    x = F.interpolate(x, scale_factor=float(factor), mode="bilinear", align_corners=align_corners)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
+
+
+class HighResolutionModule(nn.Module):
+    """Parallel branch stacks followed by the exchange (fusion) across resolutions.
+
+    ``fuse_layers[i][j]`` brings branch ``j`` to branch ``i``: identity for ``j == i``; 1x1 conv + BN and then
+    upsampling for ``j > i``; a chain of ``i - j`` stride-2 3x3 conv + BN (ReLU between) for ``j < i``.
+    ``out_branches`` lists the branches this module outputs; rows of the others are left empty (no weights), which
+    is how the single-scale last module of the official pose models and pruned feature extractors are expressed.
+    """
+
+    def __init__(
+        self,
+        spec: StageSpec,
+        out_branches: tuple[int, ...] | None = None,
+        upsample_mode: str = "nearest",
+        align_corners: bool = False,
+    ):
+        super().__init__()
+        n = spec.num_branches
+        self.num_branches = n
+        self.upsample_mode = upsample_mode
+        self.align_corners = align_corners
+        self.out_branches = tuple(range(n)) if out_branches is None else tuple(sorted(set(out_branches)))
+        # the transition before each stage already brings every branch to its width
+        self.out_channels = spec.branch_channels
+        self.branches = nn.ModuleList(
+            make_layer(spec.block, self.out_channels[b], spec.num_channels[b], spec.num_blocks[b])
+            for b in range(n)
+        )
+        if n == 1:
+            self.fuse_layers = nn.ModuleList()
+        else:
+            self.fuse_layers = nn.ModuleList(
+                self._make_fuse_row(i) if i in self.out_branches else nn.ModuleList()
+                for i in range(max(self.out_branches) + 1)
+            )
+        self.fuse_act = nn.ReLU(inplace=False)
+
+    def _make_fuse_row(self, i: int) -> nn.ModuleList:
+        chs = self.out_channels
+        row = []
+        for j in range(self.num_branches):
+            if j > i:
+                row.append(nn.Sequential(nn.Conv2d(chs[j], chs[i], 1, bias=False), _bn(chs[i])))
+            elif j == i:
+                row.append(nn.Identity())
+            else:
+                steps = []
+                for k in range(i - j):
+                    last = k == i - j - 1
+                    out_chs = chs[i] if last else chs[j]
+                    step = [_conv3x3(chs[j], out_chs, 2), _bn(out_chs)]
+                    if not last:
+                        step.append(nn.ReLU(inplace=True))
+                    steps.append(nn.Sequential(*step))
+                row.append(nn.Sequential(*steps))
+        return nn.ModuleList(row)
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        xs = [branch(x) for branch, x in zip(self.branches, xs)]
+        if self.num_branches == 1:
+            return xs
+        out = []
+        for i, row in enumerate(self.fuse_layers):
+            if len(row) == 0:
+                continue
+            size = xs[i].shape[-2:]
+            y = None
+            # summed in branch order, like the official code, so results match it bit for bit
+            for j, fuse in enumerate(row):
+                if j == i:
+                    t = xs[j]
+                elif j < i:
+                    t = fuse(xs[j])
+                else:
+                    t = upsample_to(fuse(xs[j]), size, 2 ** (j - i), self.upsample_mode, self.align_corners)
+                y = t if y is None else y + t
+            out.append(self.fuse_act(y))
+        return out
+
+
+class HRNetTrunk(nn.Module):
+    """Stem, layer1 and stages 2-4 of an HRNet; ``forward_trunk`` returns the stem map and the branch maps.
+
+    Subclasses (the timm model) inherit these attributes directly, so state-dict keys stay unprefixed.
+    """
+
+    def __init__(self, arch: HRNetConfig, in_chans: int = 3):
+        super().__init__()
+        self.arch = arch
+        self.in_chans = in_chans
+        self.grad_checkpointing = False
+        self.conv1 = nn.Conv2d(in_chans, arch.stem_width, 3, 2, 1, bias=False)
+        self.bn1 = _bn(arch.stem_width)
+        self.act1 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(arch.stem_width, 64, 3, 2, 1, bias=False)
+        self.bn2 = _bn(64)
+        self.act2 = nn.ReLU(inplace=True)
+        s1 = arch.stage1
+        self.layer1 = make_layer(s1.block, 64, s1.num_channels[0], s1.num_blocks[0])
+
+        prev = s1.branch_channels
+        for s, spec in enumerate(arch.stages, start=2):
+            last_stage = s == 4
+            setattr(self, f"transition{s - 1}", self._make_transition(prev, spec.branch_channels))
+            modules = []
+            for m in range(spec.num_modules):
+                out_branches = None
+                if last_stage and m == spec.num_modules - 1 and not arch.multi_scale_last:
+                    out_branches = (0,)
+                modules.append(
+                    HighResolutionModule(spec, out_branches, arch.fusion_upsample, arch.align_corners)
+                )
+            prev = spec.branch_channels
+            setattr(self, f"stage{s}", nn.Sequential(*modules))
+        self.branch_channels = arch.branch_channels
+
+    @staticmethod
+    def _make_transition(prev: tuple[int, ...], cur: tuple[int, ...]) -> nn.ModuleList:
+        layers: list[nn.Module] = []
+        for i, out_chs in enumerate(cur):
+            if i < len(prev):
+                if prev[i] == out_chs:
+                    layers.append(nn.Identity())
+                else:
+                    layers.append(
+                        nn.Sequential(_conv3x3(prev[i], out_chs), _bn(out_chs), nn.ReLU(inplace=True))
+                    )
+            else:
+                steps = []
+                for k in range(i + 1 - len(prev)):
+                    in_chs = prev[-1]
+                    step_out = out_chs if k == i - len(prev) else in_chs
+                    steps.append(
+                        nn.Sequential(_conv3x3(in_chs, step_out, 2), _bn(step_out), nn.ReLU(inplace=True))
+                    )
+                layers.append(nn.Sequential(*steps))
+        return nn.ModuleList(layers)
+
+    @property
+    def final_out_branches(self) -> tuple[int, ...]:
+        """Branches the last module outputs (all four unless the last fusion is single-scale or pruned)."""
+        return self.stage4[-1].out_branches
+
+    def _run(self, module: nn.Module, x):
+        if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+            return checkpoint(module, x, use_reentrant=False)
+        return module(x)
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The stride-2 stem map (feature index 0)."""
+        return self.act1(self.bn1(self.conv1(x)))
+
+    def forward_branches(self, stem: torch.Tensor) -> list[torch.Tensor]:
+        """Branch maps of the last module, in ``final_out_branches`` order."""
+        x = self.act2(self.bn2(self.conv2(stem)))
+        x = self._run(self.layer1, x)
+        ys = [x]
+        for transition, stage in (
+            (self.transition1, self.stage2),
+            (self.transition2, self.stage3),
+            (self.transition3, self.stage4),
+        ):
+            xs = []
+            for i, t in enumerate(transition):
+                # an existing branch keeps its own map; a new branch grows from the lowest-resolution one
+                src = ys[i] if i < len(ys) else ys[-1]
+                xs.append(t(src))
+            for module in stage:
+                xs = self._run(module, xs)
+            ys = xs
+        return ys
