@@ -203,13 +203,13 @@ class HRNet(HRNetTrunk):
         branch_chs = self.arch.branch_channels
         if self.feature_location == "incre":
             branch_chs = tuple(c * 4 for c in head_channels)
-        info = [dict(num_chs=self.arch.stem_width, reduction=2, module="act1")]
-        info += [dict(num_chs=c, reduction=4 * 2**b, module=f"stage4.{b}") for b, c in enumerate(branch_chs)]
+        info = [dict(num_chs=self.arch.stem_width, reduction=2, module="stem")]
+        info += [dict(num_chs=c, reduction=4 * 2**b, module=f"branch{b}") for b, c in enumerate(branch_chs)]
         if self.representation == "v2":
             info.append(dict(num_chs=sum(self.arch.branch_channels), reduction=4, module="concat"))
         elif self.representation == "v2p":
             info += [
-                dict(num_chs=self.neck.out_channels, reduction=4 * 2**i, module=f"neck.fpn_conv.{i}")
+                dict(num_chs=self.neck.out_channels, reduction=4 * 2**i, module=f"pyramid{i}")
                 for i in range(self.neck.num_levels)
             ]
         return info
