@@ -6,6 +6,7 @@ superset), ``hrnetv2_w*`` (concatenated representation) and ``hrnetv2p_w*`` (fea
 
 from . import registry  # noqa: F401  (registers the models with timm)
 from .config import HRNetConfig, StageSpec, hrnet_config, tiny_config
+from .fast import optimize_for_inference
 from .model import HRNet, HRNetFeatureInfo, HRNetFeatures
 from .registry import VARIANTS, model_names
 
@@ -20,6 +21,7 @@ __all__ = [
     "VARIANTS",
     "hrnet_config",
     "model_names",
+    "optimize_for_inference",
     "tiny_config",
     "__version__",
 ]

@@ -1,0 +1,304 @@
+"""optimize_for_inference: same outputs as the eager model (fp32 within 1e-4 relative), every variant and head."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import hrnet_backbones
+from hrnet_backbones import fast as fast_module
+from hrnet_backbones import optimize_for_inference, tiny_config
+from hrnet_backbones.fast import FusedConv2d, add_nearest_upsampled
+from tests.fixture_data import load_checkpoint, load_tensors, tiny_dir
+
+# (name, kwargs): every representation, every head, features_only (default, pruned, dict, getter, incre)
+CASES = {
+    "v1-classification": ("hrnet_w32", dict(head_channels=(3, 6, 12, 24), head_features=80)),
+    "v1-pose": ("hrnet_w32", dict(arch=tiny_config(multi_scale_last=False), head="pose", num_classes=17)),
+    "v1-pose-kernel3": ("hrnet_w32", dict(head="pose", num_classes=5, head_kernel_size=3)),
+    "v1-features": ("hrnet_w32", dict(features_only=True)),
+    "v1-features-pruned": ("hrnet_w32", dict(features_only=True, out_indices=(0, 2))),
+    "v1-features-dict": ("hrnet_w32", dict(features_only=True, feature_cls="dict")),
+    "v1-features-getter": ("hrnet_w32", dict(features_only=True, feature_cls="getter")),
+    "v1-features-incre": ("hrnet_w32", dict(features_only=True, feature_location="incre")),
+    "v2-segmentation": (
+        "hrnetv2_w32",
+        dict(arch=tiny_config(fusion_upsample="bilinear"), head="segmentation", num_classes=19),
+    ),
+    "v2-landmark-bilinear-scale": (
+        "hrnetv2_w32",
+        dict(
+            arch=tiny_config(fusion_upsample="bilinear_scale", align_corners=True),
+            head="landmark",
+            num_classes=7,
+        ),
+    ),
+    "v2-features": ("hrnetv2_w32", dict(features_only=True)),
+    "v2p-neck": ("hrnetv2p_w32", dict(head="none", neck_channels=16)),
+    "v2p-features-pruned": ("hrnetv2p_w32", dict(features_only=True, out_indices=(5, 7), neck_channels=16)),
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models are all small ops; two threads per xdist worker on a shared 2-core runner only add waiting."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BatchNorm statistics, so folding them is actually exercised."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+    return model
+
+
+def _tiny(case: str) -> nn.Module:
+    name, kwargs = CASES[case]
+    kwargs = {"arch": tiny_config(), **kwargs}
+    torch.manual_seed(0)
+    return _randomise_bn(timm.create_model(name, **kwargs)).eval()
+
+
+def _flat(y) -> list[torch.Tensor]:
+    if isinstance(y, torch.Tensor):
+        return [y]
+    if isinstance(y, dict):
+        return list(y.values())
+    return [t for item in y for t in _flat(item)]
+
+
+def assert_close_rel(actual, expected, rel: float) -> None:
+    """Every output within ``rel`` of the largest magnitude of the expected output (a relative tolerance that does
+    not blow up at the zeros a ReLU network is full of)."""
+    actual, expected = _flat(actual), _flat(expected)
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        assert a.shape == e.shape
+        scale = e.float().abs().max().item()
+        torch.testing.assert_close(a.float(), e.float(), rtol=rel, atol=rel * scale)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("size", [(64, 64), (67, 45)])
+def test_fast_path_matches_eager_model_fp32(case, size):
+    model = _tiny(case)
+    fast = optimize_for_inference(model)
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        assert_close_rel(fast(x), model(x), rel=1e-4)
+
+
+@pytest.mark.parametrize("flavor", ["pose", "seg", "face", "det", "cls"])
+def test_fast_path_reproduces_official_fixture_outputs(flavor):
+    model, key_out = _official_model(flavor)
+    fast = optimize_for_inference(model)
+    folder = tiny_dir(flavor)
+    x = load_tensors(folder, "input")["input"]
+    expected = load_tensors(folder, "expected")
+    with torch.no_grad():
+        out = fast(x)
+    if flavor == "det":
+        assert_close_rel(out, [expected[f"p{i}"] for i in range(5)], rel=1e-4)
+    else:
+        assert_close_rel(out, expected[key_out], rel=1e-4)
+
+
+def _official_model(flavor: str) -> tuple[nn.Module, str]:
+    """The tiny official checkpoint of ``flavor`` in our model, keys mapped by hand as the fixture README gives."""
+    ck = load_checkpoint(tiny_dir(flavor))
+    if flavor == "pose":
+        model = timm.create_model(
+            "hrnet_w32", arch=tiny_config(multi_scale_last=False), head="pose", num_classes=17
+        )
+        sd = {("head." + k if k.startswith("final_layer.") else k): v for k, v in ck.items()}
+    elif flavor in ("seg", "face"):
+        model = timm.create_model(
+            "hrnetv2_w32",
+            arch=tiny_config(fusion_upsample="bilinear"),
+            head="segmentation" if flavor == "seg" else "landmark",
+            num_classes=19 if flavor == "seg" else 98,
+        )
+        sd = {k.removeprefix("model."): v for k, v in ck.items() if not k.startswith("loss.")}
+        sd = {
+            ("head." + k[len("last_layer.") :] if k.startswith("last_layer.") else k): v
+            for k, v in sd.items()
+        }
+    elif flavor == "det":
+        model = timm.create_model("hrnetv2p_w32", arch=tiny_config(), head="none", neck_channels=16)
+        sd = {k.removeprefix("backbone."): v for k, v in ck["state_dict"].items()}
+    else:
+        model = timm.create_model(
+            "hrnet_w32", arch=tiny_config(), head_channels=(3, 6, 12, 24), head_features=80
+        )
+        sd = dict(ck)
+    model.load_state_dict(sd, strict=True)
+    return model.eval(), "output"
+
+
+def test_portable_path_matches_onednn_path(monkeypatch):
+    """The conv2d + in-place add/ReLU path (GPUs, autograd, builds without oneDNN) computes the same thing."""
+    model = _tiny("v2p-neck")
+    fast = optimize_for_inference(model)
+    x = torch.randn(1, 3, 67, 45)
+    with torch.no_grad():
+        fused = fast(x)
+        monkeypatch.setattr(fast_module, "ONEDNN_FUSION", False)
+        portable = fast(x)
+    assert_close_rel(portable, fused, rel=1e-5)
+
+
+def test_bfloat16_fast_path_is_close_to_fp32():
+    model = _tiny("v1-pose")
+    fast = optimize_for_inference(model, dtype=torch.bfloat16)
+    x = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        out = fast(x)
+        ref = model(x)
+    assert out.dtype == torch.bfloat16
+    assert_close_rel(out, ref, rel=5e-2)
+
+
+def test_outputs_are_channels_last():
+    fast = optimize_for_inference(_tiny("v1-features"))
+    with torch.no_grad():
+        feats = fast(torch.randn(1, 3, 64, 64))
+    assert all(f.is_contiguous(memory_format=torch.channels_last) for f in feats)
+
+
+def test_channels_last_false_keeps_nchw():
+    fast = optimize_for_inference(_tiny("v1-features"), channels_last=False)
+    with torch.no_grad():
+        feats = fast(torch.randn(1, 3, 64, 64))
+    assert all(f.is_contiguous() for f in feats)
+
+
+def test_every_batchnorm_is_folded_and_nothing_requires_grad():
+    fast = optimize_for_inference(_tiny("v1-classification"))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    assert not any(p.requires_grad for p in fast.parameters())
+    assert not fast.training
+
+
+def test_the_original_model_is_left_untouched():
+    model = _tiny("v1-pose")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimize_for_inference(model)
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_inplace_returns_the_same_object_optimised():
+    model = _tiny("v1-features")
+    fast = optimize_for_inference(model, inplace=True)
+    assert fast is model
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def test_optimising_twice_changes_nothing():
+    once = optimize_for_inference(_tiny("v2-features"))
+    twice = optimize_for_inference(once)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(_flat(once(x)), _flat(twice(x))))
+
+
+def test_the_input_tensor_is_not_modified():
+    fast = optimize_for_inference(_tiny("v1-features"))
+    x = torch.randn(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    x0 = x.clone()
+    with torch.no_grad():
+        fast(x)
+    assert torch.equal(x, x0)
+
+
+def test_a_fused_stage_does_not_modify_the_tensors_it_is_given():
+    fast = optimize_for_inference(_tiny("v1-features"))
+    xs = [
+        torch.randn(1, c, 16 // 2**i, 16 // 2**i).contiguous(memory_format=torch.channels_last)
+        for i, c in enumerate((4, 8, 16))
+    ]
+    copies = [x.clone() for x in xs]
+    with torch.no_grad():
+        fast.stage3(xs)
+    assert all(torch.equal(a, b) for a, b in zip(xs, copies))
+
+
+def test_model_in_training_mode_is_refused_with_a_clear_message():
+    model = _tiny("v1-features").train()
+    with pytest.raises(ValueError, match=r"training mode.*model\.eval\(\)"):
+        optimize_for_inference(model)
+
+
+def test_a_model_of_another_library_is_refused():
+    with pytest.raises(TypeError, match="model of this package"):
+        optimize_for_inference(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval())
+
+
+def test_forward_intermediates_still_work_on_the_fast_model():
+    model = _tiny("v2-segmentation")
+    fast = optimize_for_inference(model)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        got = fast.forward_intermediates(x, indices=[0, 1, 4, 5], intermediates_only=True)
+        want = model.forward_intermediates(x, indices=[0, 1, 4, 5], intermediates_only=True)
+    assert_close_rel(got, want, rel=1e-4)
+
+
+def test_input_gradients_flow_through_the_portable_path():
+    model = _tiny("v1-pose")
+    fast = optimize_for_inference(model)
+    x = torch.randn(1, 3, 64, 48, requires_grad=True)
+    fast(x).sum().backward()
+    x_ref = x.detach().clone().requires_grad_()
+    model(x_ref).sum().backward()
+    assert_close_rel(x.grad, x_ref.grad, rel=1e-4)
+
+
+@pytest.mark.parametrize("name", ["hrnet_w48", "hrnetv2_w18", "hrnetv2p_w18"])
+def test_full_size_models_keep_their_feature_shapes(name):
+    """Full-width models (on the meta device: shapes only) go through the fast path unchanged in interface."""
+    with torch.device("meta"):
+        model = timm.create_model(name, features_only=True).eval()
+        fast = optimize_for_inference(model)
+        x = torch.empty(1, 3, 256, 192)
+        shapes = [f.shape for f in fast(x)]
+        want = [f.shape for f in model(x)]
+    assert shapes == want
+    assert fast.feature_info.channels() == model.feature_info.channels()
+
+
+@pytest.mark.parametrize("size", [(8, 6), (7, 5), (9, 12), (1, 3)])
+@pytest.mark.parametrize("factor", [2, 4])
+def test_nearest_upsampled_add_equals_interpolate_and_crop(size, factor):
+    h, w = size
+    base = torch.randn(2, 3, h, w).contiguous(memory_format=torch.channels_last)
+    low = torch.randn(2, 3, -(-h // factor), -(-w // factor)).contiguous(memory_format=torch.channels_last)
+    want = base + F.interpolate(low, scale_factor=float(factor), mode="nearest")[..., :h, :w]
+    assert torch.equal(add_nearest_upsampled(base, low, factor), want)
+    assert torch.equal(add_nearest_upsampled(base, low, factor, relu=True), want.relu())
+    assert torch.equal(add_nearest_upsampled(base.clone(), low, factor, inplace=True), want)
+
+
+def test_folded_convolution_equals_conv_then_batchnorm():
+    conv, bn = nn.Conv2d(5, 6, 3, 2, 1, bias=False), _randomise_bn(nn.BatchNorm2d(6)).eval()
+    fused = FusedConv2d.fold(conv, bn, relu=True)
+    x = torch.randn(2, 5, 9, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), torch.relu(bn(conv(x))), rtol=1e-5, atol=1e-5)
+
+
+def test_exported_from_the_package():
+    assert hrnet_backbones.optimize_for_inference is optimize_for_inference
