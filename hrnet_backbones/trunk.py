@@ -152,7 +152,7 @@ class HighResolutionModule(nn.Module):
                 self._make_fuse_row(i) if i in self.out_branches else nn.ModuleList()
                 for i in range(max(self.out_branches) + 1)
             )
-        self.fuse_act = nn.ReLU(inplace=False)
+        self.fuse_act = nn.ReLU(inplace=True)  # applied to a sum this module owns
 
     def _make_fuse_row(self, i: int) -> nn.ModuleList:
         chs = self.out_channels
@@ -192,7 +192,8 @@ class HighResolutionModule(nn.Module):
                     t = fuse(xs[j])
                 else:
                     t = upsample_to(fuse(xs[j]), size, 2 ** (j - i), self.upsample_mode, self.align_corners)
-                y = t if y is None else y + t
+                # in place once y is a sum of our own (branch i's output is still read by the other rows)
+                y = t if y is None else (y + t if y is xs[i] else y.add_(t))
             out.append(self.fuse_act(y))
         return out
 
