@@ -124,11 +124,29 @@ def _info_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- bench
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    from .bench import add_arguments
+
+    add_arguments(p)
+
+
+def _bench_run(args: argparse.Namespace) -> int:
+    from .bench import run_cli
+
+    return run_cli(args)
+
+
 COMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
     "list": ("registered models with params and complexity", _list_args, _list_run),
     "info": ("feature table of one model: index, channels, stride, output shape", _info_args, _info_run),
+    "bench": (
+        "throughput against timm's built-in HRNet (img/s, latency, memory, TFLOP/s; JSON, CSV, PNG)",
+        _bench_args,
+        _bench_run,
+    ),
 }
 
 

@@ -1,0 +1,208 @@
+"""The benchmark suite runs end to end (tiny trunk, one repeat) and writes valid JSON, CSV and PNG."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import pytest
+import torch
+from PIL import Image
+
+import hrnet_backbones  # noqa: F401  (registers the models)
+from hrnet_backbones.bench import (
+    BenchSpec,
+    Row,
+    Timer,
+    checkpointing_summary,
+    parse_size,
+    peak_memory_mb,
+    run_benchmark,
+    scaling_report,
+    write_results,
+)
+from hrnet_backbones.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models are all small ops; two threads per xdist worker on a shared 2-core runner only add waiting."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _tiny_spec(**changes) -> BenchSpec:
+    base = dict(
+        models=("hrnet_w32", "hrnetv2p_w32"),
+        sizes=((64, 64),),
+        batch_sizes=(1,),
+        modes=("infer", "train"),
+        repeats=1,
+        warmup=0,
+        device="cpu",
+        arch="tiny",
+        ceiling=False,
+    )
+    return BenchSpec(**{**base, **changes})
+
+
+@pytest.fixture(scope="module")
+def tiny_result():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run_benchmark(_tiny_spec(), complexity=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_every_contender_of_every_group_gets_a_row(tiny_result):
+    got = {(r.model, r.mode, r.impl) for r in tiny_result.rows}
+    want = {
+        (m, mode, impl)
+        for m in ("hrnet_w32", "hrnetv2p_w32")
+        for mode, impls in (("infer", ("timm", "eager", "fast")), ("train", ("timm", "eager", "eager+ckpt")))
+        for impl in impls
+    }
+    assert got == want
+    assert all(
+        r.status == "ok" and r.img_s > 0 and r.latency_ms_p90 >= r.latency_ms_p50 for r in tiny_result.rows
+    )
+
+
+def test_inference_contenders_return_the_eager_outputs(tiny_result):
+    infer = [r for r in tiny_result.rows if r.mode == "infer"]
+    assert all(r.max_rel_diff is not None and r.max_rel_diff < 1e-4 for r in infer)
+
+
+def test_ratio_is_against_timm_in_the_same_rounds(tiny_result):
+    timm_rows = [r for r in tiny_result.rows if r.impl == "timm"]
+    assert all(r.ratio_vs_timm == 1.0 for r in timm_rows)
+    assert all(r.ratio_vs_timm > 0 for r in tiny_result.rows)
+
+
+def test_multiply_adds_and_achieved_rate_are_reported(tiny_result):
+    for r in tiny_result.rows:
+        assert r.gmacs > 0
+        flops = 2 * r.gmacs * 1e9 * r.batch * (3 if r.mode == "train" else 1)
+        assert r.tflops == pytest.approx(flops / (r.batch / r.img_s) / 1e12)
+
+
+def test_writes_json_csv_and_png(tiny_result, tmp_path):
+    paths = write_results(tiny_result, tmp_path)
+    assert [p.name for p in paths] == ["throughput.json", "throughput.csv", "throughput.png"]
+    data = json.loads(paths[0].read_text())
+    assert len(data["rows"]) == len(tiny_result.rows)
+    assert {"torch", "timm", "device_name", "threads"} <= set(data["environment"])
+    with paths[1].open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(tiny_result.rows)
+    assert set(rows[0]) == set(Row.__dataclass_fields__)
+    with Image.open(paths[2]) as img:
+        assert img.format == "PNG" and img.width > 600
+
+
+def test_existing_results_are_not_overwritten_without_force(tiny_result, tmp_path):
+    write_results(tiny_result, tmp_path)
+    with pytest.raises(FileExistsError, match="--force"):
+        write_results(tiny_result, tmp_path)
+    write_results(tiny_result, tmp_path, force=True)
+
+
+def test_timm_failing_on_a_size_is_a_row_status_not_a_crash():
+    result = run_benchmark(
+        _tiny_spec(models=("hrnet_w32",), sizes=((67, 45),), modes=("infer",)), complexity=False
+    )
+    by_impl = {r.impl: r for r in result.rows}
+    assert by_impl["timm"].status.startswith("error: RuntimeError")
+    assert by_impl["fast"].status == "ok" and by_impl["fast"].ratio_vs_timm is None
+
+
+def test_cli_bench_runs_and_writes_files(tmp_path, capsys):
+    out = tmp_path / "results"
+    argv = [
+        "bench",
+        "--arch",
+        "tiny",
+        "--sizes",
+        "64x64",
+        "--batch-sizes",
+        "1",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+    ]
+    assert main([*argv, "--device", "cpu", "--no-complexity", "--scaling", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "x timm" in printed and "convolution ceiling" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["throughput.csv", "throughput.json", "throughput.png"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sizes", "64xq"], "bad input size"),
+        (["--models", "resnet50"], "unknown model"),
+        (["--impls", "turbo"], "unknown infer contender"),
+        (["--repeats", "0"], "repeats must be >= 1"),
+        (["--threads", "0"], "--threads must be >= 1"),
+    ],
+)
+def test_cli_bad_options_exit_2_with_one_line(args, message, tmp_path, capsys):
+    assert main(["bench", "--arch", "tiny", "--out", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def test_cli_refuses_to_overwrite_results(tmp_path, capsys):
+    (tmp_path / "throughput.json").write_text("{}")
+    assert main(["bench", "--arch", "tiny", "--out", str(tmp_path)]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+def test_parse_size_accepts_task_names_and_hxw():
+    assert parse_size("pose") == (256, 192)
+    assert parse_size("det") == (800, 1333)
+    assert parse_size("384x288") == (384, 288)
+
+
+def _row(pixels: int, batch: int, seconds: float, mem: float, impl: str = "fast", mode: str = "infer") -> Row:
+    side = int(pixels**0.5)
+    return Row(
+        "hrnet_w32", "V1", 32, f"{side}x{side}", pixels, batch, "fp32", mode, impl, True, 1,
+        img_s=batch / seconds, peak_mem_mb=mem,
+    )  # fmt: skip
+
+
+def test_scaling_report_gives_the_exponent_and_names_sizes_that_are_not_linear():
+    linear = [_row(p, 1, 1e-6 * p, 1e-3 * p) for p in (10_000, 40_000, 160_000)]
+    overhead = _row(2_500, 1, 1e-6 * 2_500 + 0.01, 2.5)  # 10 ms of fixed cost: 5x the per-pixel time at 50x50
+    (line,) = scaling_report([*linear, overhead])
+    time_exp = float(re.search(r"time ~ pixels\^([\d.]+)", line).group(1))
+    assert time_exp < 0.9  # sub-linear overall because of the fixed cost
+    assert "memory ~ pixels^1.00" in line
+    assert "per-unit time above the largest: 50x50 (5.00x)" in line
+
+
+def test_scaling_report_linear_in_batch():
+    rows = [_row(10_000, b, 0.1 * b, 10.0 * b) for b in (1, 2, 4, 8)]
+    (line,) = scaling_report(rows)
+    assert "time ~ batch size^1.00" in line and "memory ~ batch size^1.00" in line
+    assert "above the largest" not in line
+
+
+def test_checkpointing_summary_reports_memory_saving_and_time_cost():
+    eager = _row(10_000, 8, 1.0, 400.0, impl="eager", mode="train")
+    ckpt = _row(10_000, 8, 1.3, 100.0, impl="eager+ckpt", mode="train")
+    (line,) = checkpointing_summary([eager, ckpt])
+    assert "400 -> 100 MB (-75%)" in line and "x1.30" in line
+
+
+def test_cpu_timer_and_memory_probe_measure_the_call():
+    assert Timer(torch.device("cpu"))(lambda: sum(range(10_000))) > 0
+    mem = peak_memory_mb(lambda: torch.ones(64, 2**20 // 4), torch.device("cpu"))  # 64 MiB, touched
+    assert mem is None or mem >= 48
