@@ -159,7 +159,8 @@ def test_portable_path_matches_onednn_path(monkeypatch):
     assert_close_rel(portable, fused, rel=1e-5)
 
 
-def test_bfloat16_fast_path_is_close_to_fp32():
+def test_bfloat16_fast_path_is_close_to_fp32(monkeypatch):
+    monkeypatch.setattr(fast_module, "native_bf16_cpu", lambda: True)
     model = _tiny("v1-pose")
     fast = optimize_for_inference(model, dtype=torch.bfloat16)
     x = torch.randn(2, 3, 64, 48)
@@ -168,6 +169,12 @@ def test_bfloat16_fast_path_is_close_to_fp32():
         ref = model(x)
     assert out.dtype == torch.bfloat16
     assert_close_rel(out, ref, rel=5e-2)
+
+
+def test_bfloat16_on_a_cpu_without_native_support_warns(monkeypatch):
+    monkeypatch.setattr(fast_module, "native_bf16_cpu", lambda: False)
+    with pytest.warns(UserWarning, match="slower than float32"):
+        optimize_for_inference(_tiny("v1-features"), dtype=torch.bfloat16)
 
 
 def test_outputs_are_channels_last():
