@@ -124,11 +124,41 @@ def _info_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_args(p: argparse.ArgumentParser) -> None:
+    from .convert.cli import convert_args
+
+    convert_args(p)
+
+
+def _convert_run(args: argparse.Namespace) -> int:
+    from .convert.cli import convert_run
+
+    return convert_run(args)
+
+
+def _push_args(p: argparse.ArgumentParser) -> None:
+    from .convert.cli import push_args
+
+    push_args(p)
+
+
+def _push_run(args: argparse.Namespace) -> int:
+    from .convert.cli import push_run
+
+    return push_run(args)
+
+
 COMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
     "list": ("registered models with params and complexity", _list_args, _list_run),
     "info": ("feature table of one model: index, channels, stride, output shape", _info_args, _info_run),
+    "convert": (
+        "official / OpenMMLab HRNet checkpoint to a timm folder (safetensors, config.json, model card)",
+        _convert_args,
+        _convert_run,
+    ),
+    "push": ("upload a converted folder to the Hugging Face Hub", _push_args, _push_run),
 }
 
 
