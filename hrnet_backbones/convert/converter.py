@@ -93,8 +93,8 @@ class Conversion:
 
     @property
     def default_folder_name(self) -> str:
-        """``<architecture>.<tag>``, the timm-style name (e.g. ``hrnet_w32.coco_pose_256x192``)."""
-        return f"{self.architecture}.{self.tag}"
+        """``<variant>_w<width>.<tag>``, the timm-style name (e.g. ``hrnet_w32.coco_pose_256x192``)."""
+        return f"{self.architecture.rsplit('_w', 1)[0]}_w{self.arch.width}.{self.tag}"
 
     def config_json(self) -> dict[str, Any]:
         """The ``config.json`` of timm's Hugging Face Hub format."""
@@ -545,6 +545,11 @@ def convert_state_dict(
     )
     if name_note:
         notes.insert(0, name_note)
+    named = re.search(r"(?:^|[^a-z])w(\d+)(?:[^0-9]|$)", (source_name or "").lower())
+    if named and int(named.group(1)) != inferred.width:
+        notes.append(
+            f"the file name says W{named.group(1)} but the tensors are W{inferred.width}; the tensors were used"
+        )
     if not inferred.multi_scale_last:
         notes.append(
             "the last stage-4 module fuses into branch 0 only (as the official pose code): features_only gives the "
@@ -575,13 +580,15 @@ def convert_checkpoint(
     *,
     force: bool = False,
     model_id: str | None = None,
+    complexity: bool = True,
     **options: Any,
 ) -> tuple[Conversion, Path]:
     """Read ``path`` safely, convert it and write the model folder; returns the conversion and the folder.
 
     ``out_dir`` defaults to ``./<architecture>.<tag>`` (e.g. ``hrnet_w32.coco_pose_256x192``). An existing folder
     is replaced only with ``force=True``; on any error nothing is written. ``model_id`` (``hf-hub:ORG/NAME``) is
-    the name the model card's usage code loads. ``options`` are those of :func:`convert_state_dict`.
+    the name the model card's usage code loads; ``complexity=False`` leaves the multiply-add count (a second or
+    two on the meta device) out of the card. ``options`` are those of :func:`convert_state_dict`.
     """
     from .writer import check_destination, write_folder
 
@@ -597,5 +604,5 @@ def convert_checkpoint(
     )
     conversion.container = ckpt.container
     folder = Path(out_dir) if out_dir is not None else Path.cwd() / conversion.default_folder_name
-    write_folder(conversion, folder, force=force, model_id=model_id)
+    write_folder(conversion, folder, force=force, model_id=model_id, complexity=complexity)
     return conversion, folder

@@ -224,13 +224,24 @@ def _has_signature(layout: Layout, keys: list[str]) -> bool:
 
 
 def _fit_backbone(keys: list[str], keep_trunk_only: bool) -> KeyMapping:
-    """The trunk-only layout, with whichever trunk prefix places the most keys ('' / 'backbone.' / 'model.')."""
+    """The trunk-only layout, with whichever trunk prefix places the most keys ('' / 'backbone.' / 'model.').
+
+    With ``keep_trunk_only`` every other key is dropped, and the fusion mode is that of the layout whose
+    signature the keys carry (the trunk of a segmentation file fuses bilinearly, ...).
+    """
     fits = [_fit(_BY_FAMILY["backbone"], keys, prefix) for prefix in ("", "backbone.", "model.")]
     best = max(fits, key=lambda m: len(m.mapping))
     if keep_trunk_only:
         for key in best.unplaced:
             best.dropped[key] = "not part of the trunk (--family backbone keeps the trunk only)"
         best.unplaced = []
+        natural = next((lay for lay in LAYOUTS if _has_signature(lay, keys)), None)
+        if natural is not None:
+            best.layout = replace(
+                best.layout,
+                fusion_upsample=natural.fusion_upsample,
+                description=f"the trunk of a '{natural.family}' checkpoint ({natural.description})",
+            )
     return best
 
 
@@ -291,17 +302,16 @@ def match_layout(keys: Iterable[str], family: str | None = None) -> KeyMapping:
     if len(candidates) > 1:  # cannot happen with the signatures above; kept as a guard for new layouts
         names = ", ".join(m.layout.family for m in candidates)
         raise LayoutError(f"the checkpoint fits several layouts ({names}); choose one with --family")
+    if not trunk_only.mapping:
+        raise LayoutError(
+            f"no HRNet weights found: none of the {len(keys)} keys ({_shown(keys)}) is an HRNet trunk key "
+            "(conv1, layer1, transition1, stage2, ...) under any known prefix; is this an HRNet checkpoint?"
+        )
     # most keys accounted for; on a tie a layout whose signature is present, then the plain trunk
     closest = max(
         fits + [trunk_only],
         key=lambda m: (len(m.mapping) + len(m.dropped), _has_signature(m.layout, keys), m is trunk_only),
     )
-    if not closest.mapping:
-        shown = _shown(keys)
-        raise LayoutError(
-            f"no HRNet weights found: none of the {len(keys)} keys ({shown}) is an HRNet trunk key "
-            "(conv1, layer1, transition1, stage2, ...) under any known prefix; is this an HRNet checkpoint?"
-        )
     raise LayoutError(
         f"unknown checkpoint layout: closest to '{closest.layout.family}' ({closest.layout.description}), but "
         f"{len(closest.unplaced)} of {len(keys)} keys could not be placed: {_shown(closest.unplaced)}; "

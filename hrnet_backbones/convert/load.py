@@ -13,6 +13,7 @@ import hashlib
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -138,7 +139,8 @@ _GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)|got <class '([\w.]+)'>|function ([\w.<
 
 def _explain_unpickling_error(path: Path, err: Exception) -> CheckpointError:
     text = str(err)
-    if "Weights only load failed" in text or "Unsupported global" in text or "unrecognized function" in text:
+    unsafe = ("GLOBAL", "Can only build", "Can only create new object", "unrecognized function")
+    if any(u in text for u in unsafe):
         m = _GLOBAL_RE.search(text)
         what = (
             next((g for g in m.groups() if g), "an object that is not a tensor") if m else "an unknown object"
@@ -147,6 +149,11 @@ def _explain_unpickling_error(path: Path, err: Exception) -> CheckpointError:
             f"refused to unpickle {path.name}: it needs {what}, which is neither a tensor nor plain data and could "
             "run code when loaded (nothing was run); a checkpoint must hold only tensors, numbers, strings, lists "
             "and dicts; re-save just the state_dict from a trusted environment"
+        )
+    if m := re.search(r"Unsupported operand (\d+)", text):
+        return CheckpointError(
+            f"{path.name} is not a PyTorch checkpoint that can be read safely (unsupported pickle opcode "
+            f"{m.group(1)}); if it was written with plain pickle, re-save the state dict with torch.save"
         )
     if "invalid load key" in text or "Invalid magic number" in text or "could not find MARK" in text:
         return CheckpointError(
@@ -158,7 +165,9 @@ def _explain_unpickling_error(path: Path, err: Exception) -> CheckpointError:
 def _torch_load(path: Path) -> Any:
     is_zip = zipfile.is_zipfile(path)
     try:
-        with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS):
+        with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS), warnings.catch_warnings():
+            # a plain-pickle file makes torch warn before it fails; the failure alone is reported, as one line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             # zip-format files are memory-mapped: tensors are paged in as they are read, not copied up front
             return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as e:
@@ -172,6 +181,10 @@ def _torch_load(path: Path) -> Any:
         if "PytorchStreamReader" in text or "zip archive" in text or "central directory" in text:
             raise CheckpointError(
                 f"{path.name} is truncated or corrupt (its zip archive cannot be read); download or copy it again"
+            ) from None
+        if "unexpected EOF" in text:
+            raise CheckpointError(
+                f"{path.name} is truncated (the data ends early); download or copy it again"
             ) from None
         if "magic number" in text.lower():
             raise CheckpointError(f"{path.name} is not a PyTorch checkpoint (no torch.save header)") from None

@@ -138,8 +138,12 @@ def _usage(conv: Conversion, model_id: str) -> str:
     return "```python\n" + "\n".join(code) + "\n```"
 
 
-def model_card(conv: Conversion, model_id: str | None = None) -> str:
-    """The ``README.md`` model card: Hub front matter, details, usage, metrics, source and citation."""
+def model_card(conv: Conversion, model_id: str | None = None, complexity: bool = True) -> str:
+    """The ``README.md`` model card: Hub front matter, details, usage, metrics, source and citation.
+
+    ``complexity`` adds the multiply-adds at the recorded input size, counted on the meta device (about a second
+    for a full-size model); the parameter count is always given.
+    """
     cfg = conv.pretrained_cfg
     name = conv.default_folder_name
     model_id = model_id or f"hf-hub:ORG/{name}"
@@ -177,8 +181,11 @@ def model_card(conv: Conversion, model_id: str | None = None) -> str:
         + (", single-scale last module" if not a.multi_scale_last else "")
         + ")",
     ]
-    cx = conv.complexity()
-    lines.append(f"- **Params:** {cx.params_m:.2f} M; **GMACs:** {cx.gmacs:.2f} at {h}x{w}")
+    params = sum(t.numel() for k, t in conv.state_dict.items() if not _is_buffer(k)) / 1e6
+    if complexity:
+        lines.append(f"- **Params:** {params:.2f} M; **GMACs:** {conv.complexity().gmacs:.2f} at {h}x{w}")
+    else:
+        lines.append(f"- **Params:** {params:.2f} M")
     lines += [
         f"- **Input:** RGB `{h}x{w}` (H x W), scaled to [0, 1] and normalised with mean {cfg['mean']}, std {cfg['std']}",
         f"- **Output:** {_outputs(conv, h, w)}",
@@ -228,8 +235,21 @@ def model_card(conv: Conversion, model_id: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def write_folder(conv: Conversion, folder: Path, force: bool = False, model_id: str | None = None) -> Path:
-    """Write ``conv`` as a timm model folder at ``folder`` (atomically; replaced only with ``force``)."""
+def _is_buffer(key: str) -> bool:
+    return key.endswith(("running_mean", "running_var", "num_batches_tracked"))
+
+
+def write_folder(
+    conv: Conversion,
+    folder: Path,
+    force: bool = False,
+    model_id: str | None = None,
+    complexity: bool = True,
+) -> Path:
+    """Write ``conv`` as a timm model folder at ``folder`` (atomically; replaced only with ``force``).
+
+    ``model_id`` is the name the card's usage code loads; ``complexity`` see :func:`model_card`.
+    """
     folder = Path(folder)
     check_destination(folder, force)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -237,7 +257,7 @@ def write_folder(conv: Conversion, folder: Path, force: bool = False, model_id: 
     try:
         save_file(conv.state_dict, str(tmp / "model.safetensors"), metadata=conv.safetensors_metadata())
         (tmp / "config.json").write_text(json.dumps(conv.config_json(), indent=2) + "\n", encoding="utf-8")
-        (tmp / "README.md").write_text(model_card(conv, model_id), encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(conv, model_id, complexity), encoding="utf-8")
         _move_into_place(tmp, folder, force)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
