@@ -531,11 +531,11 @@ def convert_state_dict(
     in_chans = in_chans_of(sd)
     if in_chans != 3:
         head_args["in_chans"] = in_chans
-    if layout.task != "pose" and not inferred.multi_scale_last:
-        # only pose heads read branch 0 alone; a single-scale last module elsewhere is an unknown variant
+    if layout.task not in ("pose", "backbone") and not inferred.multi_scale_last:
+        # the pose head (and a bare trunk) read branch 0 alone; the other heads need all four branches
         raise LayoutError(
             f"the last stage-4 module fuses into branch 0 only, which a '{layout.family}' model cannot use "
-            "(its representation needs all four branches); is this a pose checkpoint with another head?"
+            "(its head needs all four branches); is this a pose checkpoint with another head?"
         )
     architecture, name_note = _architecture_name(layout.task, inferred.width)
     model_args = {"arch": inferred.to_dict(), **head_args}
