@@ -68,6 +68,7 @@ def test_hub_cache_loads_through_hf_hub_offline(folder, tmp_path):
         "HF_HOME": str(tmp_path / "home"),
         "HF_HUB_CACHE": str(tmp_path / "hub"),
         "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",  # this worker's share of the cores (see conftest.py)
     }
     proc = subprocess.run(
         [sys.executable, "-c", _LOAD_OFFLINE.format(fixture=str(POSE))],

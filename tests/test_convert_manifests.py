@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import timm
 import torch
 from fixture_data import OFFICIAL
 
@@ -58,10 +57,13 @@ def case(request):
 
 @pytest.fixture(scope="module")
 def timm_model(case):
-    """The model timm builds from the converted config (on the meta device: shapes only)."""
+    """The model ``timm.create_model(architecture, **model_args)`` built for the conversion (meta device)."""
     _, conv = case
-    with torch.device("meta"):
-        return timm.create_model(conv.architecture, **conv.model_args)
+    assert (
+        type(conv.meta_model).__name__ == "HRNet"
+        and conv.meta_model.pretrained_cfg["architecture"] == conv.architecture
+    )
+    return conv.meta_model
 
 
 def test_family_and_width_are_inferred(case):
