@@ -1,0 +1,30 @@
+"""Keypoint utilities for heatmap pose / landmark models: codecs, top-down transforms, flip test, loss,
+metrics, dataset layouts and drawing. Batched torch code that runs where the model runs; NumPy accepted.
+
+Conventions: ``(x, y)`` order, sizes ``(w, h)``, heatmaps ``(N, K, H, W)`` with pixel centres at integer
+coordinates. See :mod:`hrnet_backbones.keypoints.codecs` for the official-vs-mmpose choices.
+"""
+
+from .codecs import (
+    MSRAHeatmap,
+    UDPHeatmap,
+    decode_heatmaps,
+    gaussian_blur,
+    gaussian_kernel1d,
+    get_heatmap_maximum,
+    refine_dark,
+    refine_dark_udp,
+    refine_quarter_offset,
+)
+
+__all__ = [
+    "MSRAHeatmap",
+    "UDPHeatmap",
+    "decode_heatmaps",
+    "gaussian_blur",
+    "gaussian_kernel1d",
+    "get_heatmap_maximum",
+    "refine_dark",
+    "refine_dark_udp",
+    "refine_quarter_offset",
+]

@@ -1,0 +1,764 @@
+"""Heatmap codecs: Gaussian targets (MSRA / DARK / UDP) and their decoders, batched and on any device.
+
+Conventions (the same as the reference fixtures): coordinates are ``(x, y)`` with ``x`` the column; sizes are
+``(w, h)``; heatmaps are ``(N, K, H, W)`` and pixel ``(row i, col j)`` sits at ``(x=j, y=i)`` (pixel-centre
+convention), so a Gaussian "at mu" has the value ``exp(-((j-mu_x)^2 + (i-mu_y)^2) / (2 sigma^2))`` at that pixel.
+
+* :class:`MSRAHeatmap` — the target of Xiao et al., *Simple Baselines* (2018) and HRNet (Sun et al., 2019):
+  input space maps to heatmap space by ``x_hm = x_in / stride`` with ``stride = input_size / heatmap_size``.
+  With ``unbiased=True`` it draws the sub-pixel Gaussian of DARK (Zhang et al., *Distribution-Aware Coordinate
+  Representation*, 2020).
+* :class:`UDPHeatmap` — Huang et al., *The Devil is in the Details: Unbiased Data Processing* (2020):
+  ``x_hm = x_in * (W - 1) / (w - 1)``, sub-pixel Gaussian, Newton-step decoding.
+
+Every codec pairs ``encode(keypoints (N, K, 2), visible (N, K)) -> (heatmaps (N, K, H, W), weights (N, K))``
+with ``decode(heatmaps, refine=...) -> (keypoints (N, K, 2) in input space, scores (N, K))``. The low-level
+steps are plain functions here (:func:`get_heatmap_maximum`, :func:`refine_quarter_offset`,
+:func:`gaussian_blur`, :func:`refine_dark`, :func:`refine_dark_udp`, :func:`decode_heatmaps`) so that the codecs,
+the benchmark and user code run the same arithmetic. Tensors stay on their device; NumPy arrays in give NumPy
+arrays out. Half-precision heatmaps are upcast to float32 for decoding (float64 stays float64).
+
+Where the official code and mmpose disagree, ``convention="official"`` (the default) follows the official
+HRNet / DarkPose code — the converted official checkpoints were trained and evaluated with it — and
+``convention="mmpose"`` reproduces mmpose 1.x:
+
+====================================  ======================================  ====================================
+point                                 ``"official"`` (default)                ``"mmpose"``
+====================================  ======================================  ====================================
+heatmap maximum ``<= 0``              coordinates ``(0, 0)``                  coordinates ``(-1, -1)``
+quarter-offset border test            both axes or neither:                   per axis: x moves if ``1 < x < W-1
+                                      ``1 < x < W-1 and 1 < y < H-1``         and 0 < y < H`` (y likewise)
+DARK target in-bounds test            ``int()`` truncation (DarkPose)         float comparison
+UDP decode, heatmap -> input          ``x_hm * (w-1) / (W-1)`` (the exact     ``x_hm / (W-1) * w`` (mmpose's
+                                      inverse of the encoding)                code as written)
+====================================  ======================================  ====================================
+
+In both conventions an undetectable keypoint (heatmap maximum ``<= 0``) has ``score <= 0``: mask on
+``scores > 0``. UDP decoding never refines such keypoints (mmpose refines its ``(-1, -1)`` with pixels of the
+neighbouring map, or returns NaN for an all-zero map). Target centres use ``int(x + 0.5)``, which truncates
+toward zero (not floor), as both reference implementations do.
+
+Exactness: MSRA and UDP targets are bit-identical to the references; DARK targets are within two float32 ulps
+(PyTorch's and NumPy's float32 ``exp`` differ in the last bit); argmax and quarter-offset coordinates are exact;
+DARK/UDP refinement agrees to ~1e-5 heatmap px (our blur is evaluated in float64, as in DarkPose).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._common import (
+    ArrayLike,
+    accurate_dtype,
+    as_tensor,
+    check_heatmaps,
+    check_keypoints,
+    check_same_nk,
+    compute_dtype,
+    size_pair,
+    to_output,
+)
+
+__all__ = [
+    "MSRAHeatmap",
+    "UDPHeatmap",
+    "decode_heatmaps",
+    "gaussian_blur",
+    "gaussian_kernel1d",
+    "get_heatmap_maximum",
+    "refine_dark",
+    "refine_dark_udp",
+    "refine_quarter_offset",
+]
+
+Convention = Literal["official", "mmpose"]
+Refine = Literal["quarter", "dark", "udp"] | None
+CONVENTIONS = ("official", "mmpose")
+REFINE_MODES = ("quarter", "dark", "udp", None)
+
+# DarkPose clamps the modulated heatmap at 1e-10 before the log; UDP clips it to [1e-3, 50].
+_DARK_FLOOR = 1e-10
+_UDP_CLIP = (1e-3, 50.0)
+_FLOAT32_EPS = float(np.finfo(np.float32).eps)
+
+# cv2.getGaussianKernel(k, sigma<=0) returns these fixed kernels for k <= 7.
+_CV2_SMALL_KERNELS = {
+    1: (1.0,),
+    3: (0.25, 0.5, 0.25),
+    5: (0.0625, 0.25, 0.375, 0.25, 0.0625),
+    7: (0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125),
+}
+
+
+def _check_convention(convention: str) -> None:
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+
+
+def _check_kernel_size(kernel_size: int) -> int:
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, np.integer)):
+        raise ValueError(f"blur_kernel_size must be an odd positive integer, got {kernel_size!r}")
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"blur_kernel_size must be an odd positive integer, got {kernel_size}")
+    return int(kernel_size)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# argmax and the quarter offset
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _flat_argmax(flat: Tensor) -> Tensor:
+    """First index of the row maximum (row-major ties go to the first, like ``np.argmax``)."""
+    if flat.device.type == "cpu" and flat.dtype in (torch.float32, torch.float64):
+        # NumPy's SIMD argmax is several times faster than torch's CPU argmax on (N*K, H*W) rows and has the
+        # same tie and NaN rules; the view is zero-copy.
+        return torch.from_numpy(np.argmax(flat.detach().numpy(), axis=1))
+    return flat.argmax(dim=1)
+
+
+def _prepare_heatmaps(heatmaps: ArrayLike) -> tuple[Tensor, bool]:
+    hm, as_np = as_tensor(heatmaps, "heatmaps")
+    check_heatmaps(hm)
+    hm = hm.to(compute_dtype(hm.dtype))
+    return hm, as_np
+
+
+def _argmax_xy(hm: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Integer (x, y) of the first maximum and the maximum, each (N*K,)."""
+    n, k, h, w = hm.shape
+    flat = hm.reshape(n * k, h * w)
+    idx = _flat_argmax(flat)
+    vals = flat.gather(1, idx[:, None]).squeeze(1)
+    return idx % w, idx // w, vals
+
+
+def get_heatmap_maximum(heatmaps: ArrayLike, invalid_value: float = 0.0) -> tuple[ArrayLike, ArrayLike]:
+    """Location and value of each heatmap's maximum.
+
+    Args:
+        heatmaps: ``(N, K, H, W)``.
+        invalid_value: coordinate given to keypoints whose maximum is ``<= 0`` (or NaN): ``0`` in the official
+            ``get_max_preds``, ``-1`` in mmpose's ``get_heatmap_maximum``.
+
+    Returns:
+        ``coords (N, K, 2)`` integer-valued ``(x, y)`` in heatmap pixels, ties resolved to the first pixel in
+        row-major order; ``maxvals (N, K)``. Float32 (float64 for float64 input).
+    """
+    hm, as_np = _prepare_heatmaps(heatmaps)
+    n, k = hm.shape[:2]
+    x, y, vals = _argmax_xy(hm)
+    coords = torch.stack((x, y), dim=-1).to(hm.dtype)
+    coords = torch.where((vals > 0)[:, None], coords, coords.new_tensor(float(invalid_value)))
+    return to_output(coords.view(n, k, 2), as_np), to_output(vals.view(n, k), as_np)
+
+
+def _gather_points(flat: Tensor, x: Tensor, y: Tensor, width: int) -> Tensor:
+    """``flat[m, y[m, j] * W + x[m, j]]`` for already clamped integer indices."""
+    return flat.gather(1, y * width + x)
+
+
+def refine_quarter_offset(
+    heatmaps: ArrayLike, coords: ArrayLike, border: Literal["both", "per_axis"] = "both"
+) -> ArrayLike:
+    """Move each coordinate a quarter pixel towards the higher neighbour (Newell et al. 2016; HRNet).
+
+    ``px = floor(x + 0.5)`` (likewise ``py``); the shift is ``0.25 * sign(hm[py, px+1] - hm[py, px-1])`` in x and
+    ``0.25 * sign(hm[py+1, px] - hm[py-1, px])`` in y.
+
+    Args:
+        heatmaps: ``(N, K, H, W)``.
+        coords: ``(N, K, 2)`` heatmap coordinates, usually from :func:`get_heatmap_maximum`.
+        border: ``"both"`` — the official ``get_final_preds``: shift both axes only if
+            ``1 < px < W-1 and 1 < py < H-1``, else neither. ``"per_axis"`` — mmpose ``refine_keypoints``:
+            shift x if ``1 < px < W-1 and 0 < py < H``, shift y if ``1 < py < H-1 and 0 < px < W``.
+
+    Returns:
+        ``(N, K, 2)`` refined coordinates.
+    """
+    if border not in ("both", "per_axis"):
+        raise ValueError(f"border must be 'both' or 'per_axis', got {border!r}")
+    hm, as_np = _prepare_heatmaps(heatmaps)
+    c, _ = as_tensor(coords, "coords")
+    check_keypoints(c, "coords")
+    check_same_nk(hm, c, "heatmaps", "coords")
+    n, k, h, w = hm.shape
+    c = c[..., :2].to(device=hm.device, dtype=hm.dtype).reshape(n * k, 2)
+    px = torch.floor(c[:, 0] + 0.5).long()
+    py = torch.floor(c[:, 1] + 0.5).long()
+    xs = torch.stack((px + 1, px - 1, px, px), dim=1).clamp(0, w - 1)
+    ys = torch.stack((py, py, py + 1, py - 1), dim=1).clamp(0, h - 1)
+    v = _gather_points(hm.reshape(n * k, h * w), xs, ys, w)
+    sx = torch.sign(v[:, 0] - v[:, 1])
+    sy = torch.sign(v[:, 2] - v[:, 3])
+    in_x = (px > 1) & (px < w - 1)
+    in_y = (py > 1) & (py < h - 1)
+    if border == "both":
+        ok_x = ok_y = in_x & in_y
+    else:
+        ok_x = in_x & (py > 0) & (py < h)
+        ok_y = in_y & (px > 0) & (px < w)
+    shift = torch.stack((torch.where(ok_x, sx, 0.0), torch.where(ok_y, sy, 0.0)), dim=1) * 0.25
+    return to_output((c + shift).view(n, k, 2), as_np)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Gaussian modulation (blur) and the DARK / UDP sub-pixel steps
+# ----------------------------------------------------------------------------------------------------------
+
+
+def gaussian_kernel1d(
+    kernel_size: int, *, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+) -> Tensor:
+    """The 1-D kernel of ``cv2.GaussianBlur(img, (k, k), 0)``: ``sigma = 0.3 * ((k - 1) / 2 - 1) + 0.8``,
+    normalised to sum 1 (and cv2's fixed binomial kernels for ``k <= 7``). ``k = 11`` gives ``sigma = 2``."""
+    kernel_size = _check_kernel_size(kernel_size)
+    if kernel_size in _CV2_SMALL_KERNELS:
+        values = np.array(_CV2_SMALL_KERNELS[kernel_size], dtype=np.float64)
+    else:
+        sigma = 0.3 * ((kernel_size - 1) * 0.5 - 1) + 0.8
+        offsets = np.arange(kernel_size, dtype=np.float64) - (kernel_size - 1) / 2
+        values = np.exp(-(offsets**2) / (2 * sigma * sigma))
+        values /= values.sum()
+    return torch.as_tensor(values, dtype=dtype, device=device)
+
+
+def gaussian_blur(heatmaps: ArrayLike, kernel_size: int = 11, *, rescale: bool = True) -> ArrayLike:
+    """DARK's distribution modulation over whole maps, batched.
+
+    Each map is zero-padded by ``kernel_size // 2``, blurred with :func:`gaussian_kernel1d` (separably), and —
+    with ``rescale=True`` — multiplied by ``original max / blurred max`` so that its maximum is unchanged
+    (DarkPose ``gaussian_blur``, mmpose ``gaussian_blur``). Unlike DarkPose's, the input is not modified.
+
+    Args:
+        heatmaps: ``(N, K, H, W)``.
+
+    Returns:
+        ``(N, K, H, W)``, float32 (float64 for float64 input). An all-zero map gives NaN (0 / 0), as in the
+        reference code.
+    """
+    hm, as_np = _prepare_heatmaps(heatmaps)
+    return to_output(_blur_full(hm, kernel_size, rescale), as_np)
+
+
+def _blur_full(hm: Tensor, kernel_size: int, rescale: bool) -> Tensor:
+    n, k, h, w = hm.shape
+    g = gaussian_kernel1d(kernel_size, dtype=hm.dtype, device=hm.device)
+    r = kernel_size // 2
+    x = hm.reshape(n * k, 1, h, w)
+    x = F.conv2d(x, g.view(1, 1, 1, -1), padding=(0, r))
+    x = F.conv2d(x, g.view(1, 1, -1, 1), padding=(r, 0))
+    x = x.view(n, k, h, w)
+    if rescale:
+        before = hm.amax(dim=(2, 3), keepdim=True)
+        after = x.amax(dim=(2, 3), keepdim=True)
+        x = x * (before / after)
+    return x
+
+
+def _blurred_patch(flat: Tensor, x: Tensor, y: Tensor, h: int, w: int, kernel: Tensor, radius: int) -> Tensor:
+    """Blurred (zero-padded, not rescaled) values at ``(x + dx, y + dy)`` for ``|dx|, |dy| <= radius``.
+
+    Only the ``(2 * (radius + kr) + 1)^2`` window around each keypoint is read, so decoding never blurs whole
+    maps. Returns ``(M, 2 * radius + 1, 2 * radius + 1)`` indexed ``[dy + radius, dx + radius]``, in
+    ``kernel.dtype``.
+    """
+    m = flat.shape[0]
+    kr = kernel.numel() // 2
+    wr = radius + kr
+    offs = torch.arange(-wr, wr + 1, device=flat.device)
+    xs = x[:, None] + offs
+    ys = y[:, None] + offs
+    inside = ((ys >= 0) & (ys < h))[:, :, None] & ((xs >= 0) & (xs < w))[:, None, :]
+    idx = ys.clamp(0, h - 1)[:, :, None] * w + xs.clamp(0, w - 1)[:, None, :]
+    size = 2 * wr + 1
+    win = flat.gather(1, idx.view(m, size * size)).view(m, size, size).to(kernel.dtype)
+    win = torch.where(inside, win, 0.0)
+    # band[j, c] = kernel[j - c]: window column j seen from output column c (a correlation, like cv2).
+    p = 2 * radius + 1
+    j = torch.arange(size, device=flat.device)[:, None] - torch.arange(p, device=flat.device)[None, :]
+    band = torch.where((j >= 0) & (j < kernel.numel()), kernel[j.clamp(0, kernel.numel() - 1)], 0.0)
+    rows = win @ band  # (M, size, p): blurred along x
+    return (rows.transpose(1, 2) @ band).transpose(1, 2)  # (M, p, p): then along y
+
+
+def _full_patch(
+    hm_sub: Tensor, x: Tensor, y: Tensor, kernel_size: int, radius: int, dtype: torch.dtype
+) -> Tensor:
+    """The same patch read from whole, rescaled blurred maps (the exact reference path), clamped indices."""
+    n, h, w = hm_sub.shape
+    blurred = _blur_full(hm_sub.to(dtype)[:, None], kernel_size, rescale=True).view(n, h * w)
+    offs = torch.arange(-radius, radius + 1, device=hm_sub.device)
+    xs = (x[:, None] + offs).clamp(0, w - 1)
+    ys = (y[:, None] + offs).clamp(0, h - 1)
+    idx = ys[:, :, None] * w + xs[:, None, :]
+    p = 2 * radius + 1
+    return blurred.gather(1, idx.view(n, p * p)).view(n, p, p)
+
+
+def _integer_coords(hm: Tensor, coords: ArrayLike) -> tuple[Tensor, Tensor, Tensor]:
+    c, _ = as_tensor(coords, "coords")
+    check_keypoints(c, "coords")
+    check_same_nk(hm, c, "heatmaps", "coords")
+    n, k = hm.shape[:2]
+    c = c[..., :2].to(device=hm.device, dtype=hm.dtype).reshape(n * k, 2)
+    # int() in the reference code: truncation toward zero.
+    return c, torch.trunc(c[:, 0]).long(), torch.trunc(c[:, 1]).long()
+
+
+def _solve2(gx: Tensor, gy: Tensor, hxx: Tensor, hxy: Tensor, hyy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``-H^{-1} g`` for a symmetric 2x2 ``H``; also returns ``det(H)``."""
+    det = hxx * hyy - hxy * hxy
+    safe = torch.where(det == 0, 1.0, det)
+    ox = -(hyy * gx - hxy * gy) / safe
+    oy = -(hxx * gy - hxy * gx) / safe
+    return ox, oy, det
+
+
+def refine_dark(heatmaps: ArrayLike, coords: ArrayLike, blur_kernel_size: int = 11) -> ArrayLike:
+    """DARK sub-pixel refinement (DarkPose ``get_final_preds``): a Taylor/Newton step on the log of the
+    blurred heatmap.
+
+    ``px = int(x)``, ``py = int(y)``. Keypoints with ``1 < px < W-2 and 1 < py < H-2`` and a non-singular Hessian
+    move by ``-H^{-1} g``, where on ``L = log(max(blur(hm), 1e-10))``: ``g = (L[x+1]-L[x-1]) / 2``,
+    ``H_xx = (L[x+2] - 2 L[x] + L[x-2]) / 4``, ``H_xy = (L[y+1,x+1] - L[y-1,x+1] - L[y+1,x-1] + L[y-1,x-1]) / 4``.
+    Others are returned unchanged.
+
+    Only a 15x15 window per keypoint is blurred (in float64); whole maps are blurred only for the rare
+    keypoints where the 1e-10 floor could bite, so the result equals blurring everything.
+
+    Args:
+        heatmaps: ``(N, K, H, W)``, the raw model output.
+        coords: ``(N, K, 2)`` integer argmax coordinates from :func:`get_heatmap_maximum`.
+        blur_kernel_size: the modulation kernel (11 for sigma=2 targets, 17 for sigma=3).
+    """
+    blur_kernel_size = _check_kernel_size(blur_kernel_size)
+    hm, as_np = _prepare_heatmaps(heatmaps)
+    n, k, h, w = hm.shape
+    c, px, py = _integer_coords(hm, coords)
+    acc = accurate_dtype(hm.device)
+    kernel = gaussian_kernel1d(blur_kernel_size, dtype=acc, device=hm.device)
+    inside = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2)
+    flat = hm.reshape(n * k, h * w)
+    patch = _blurred_patch(flat, px.clamp(0, w - 1), py.clamp(0, h - 1), h, w, kernel, radius=2)
+    # The reference rescales each blurred map by max / blurred max (>= 1 when the max is > 0); a constant
+    # factor cancels in the log-derivatives, so it matters only where the floor can clamp a stencil value.
+    clamp = inside & (patch.flatten(1).amin(dim=1) < _DARK_FLOOR)
+    if bool(clamp.any()):
+        sel = clamp.nonzero().squeeze(1)
+        patch = patch.clone()
+        patch[sel] = _full_patch(hm.reshape(n * k, h, w)[sel], px[sel], py[sel], blur_kernel_size, 2, acc)
+    lg = torch.log(patch.clamp_min(_DARK_FLOOR))
+    centre = lg[:, 2, 2]
+    gx = 0.5 * (lg[:, 2, 3] - lg[:, 2, 1])
+    gy = 0.5 * (lg[:, 3, 2] - lg[:, 1, 2])
+    hxx = 0.25 * (lg[:, 2, 4] - 2 * centre + lg[:, 2, 0])
+    hyy = 0.25 * (lg[:, 4, 2] - 2 * centre + lg[:, 0, 2])
+    hxy = 0.25 * (lg[:, 3, 3] - lg[:, 1, 3] - lg[:, 3, 1] + lg[:, 1, 1])
+    ox, oy, det = _solve2(gx, gy, hxx, hxy, hyy)
+    move = inside & (det != 0)
+    offset = torch.stack((torch.where(move, ox, 0.0), torch.where(move, oy, 0.0)), dim=1)
+    out = (c.to(acc) + offset).to(hm.dtype)
+    return to_output(out.view(n, k, 2), as_np)
+
+
+def refine_dark_udp(heatmaps: ArrayLike, coords: ArrayLike, blur_kernel_size: int = 11) -> ArrayLike:
+    """UDP's refinement (mmpose ``refine_keypoints_dark_udp``): one full Newton step on
+    ``L = log(clip(blur(hm), 1e-3, 50))`` with one-pixel differences and edge padding, no border test.
+
+    ``g = (L[x+1] - L[x-1]) / 2``, ``H_xx = L[x+1] - 2 L[x] + L[x-1]``,
+    ``H_xy = (L[x+1,y+1] - L[x+1] - L[y+1] + 2 L - L[x-1] - L[y-1] + L[x-1,y-1]) / 2``; the step is
+    ``-(H + eps I)^{-1} g`` with ``eps`` = float32 epsilon. Neighbours beyond the border repeat the border pixel.
+
+    Keypoints whose coordinates lie outside the map, or whose heatmap value there is ``<= 0`` (undetectable:
+    see :func:`get_heatmap_maximum`), are returned unchanged, as are the (measure-zero) singular systems.
+    """
+    blur_kernel_size = _check_kernel_size(blur_kernel_size)
+    hm, as_np = _prepare_heatmaps(heatmaps)
+    n, k, h, w = hm.shape
+    c, px, py = _integer_coords(hm, coords)
+    acc = accurate_dtype(hm.device)
+    kernel = gaussian_kernel1d(blur_kernel_size, dtype=acc, device=hm.device)
+    flat = hm.reshape(n * k, h * w)
+    on_map = (px >= 0) & (px < w) & (py >= 0) & (py < h)
+    xc, yc = px.clamp(0, w - 1), py.clamp(0, h - 1)
+    peak = flat.gather(1, (yc * w + xc)[:, None]).squeeze(1)
+    valid = on_map & (peak > 0)
+    patch = _blurred_patch(flat, xc, yc, h, w, kernel, radius=1)
+    # Edge padding: the neighbour at x-1 of column 0 is column 0 itself (offsets into the 3x3 patch).
+    lo_x, hi_x = 1 - (xc > 0).long(), 1 + (xc < w - 1).long()
+    lo_y, hi_y = 1 - (yc > 0).long(), 1 + (yc < h - 1).long()
+    one = torch.ones_like(xc)
+    cols = torch.stack((one, hi_x, one, hi_x, lo_x, lo_x, one), dim=1)
+    rows = torch.stack((one, one, hi_y, hi_y, lo_y, one, lo_y), dim=1)
+    stencil = patch.flatten(1).gather(1, rows * 3 + cols)
+    # Clip bounds hold after the reference's rescale (factor >= 1, max preserved) when these hold before it.
+    clip = valid & ((stencil.amin(dim=1) < _UDP_CLIP[0]) | (peak > _UDP_CLIP[1]))
+    if bool(clip.any()):
+        sel = clip.nonzero().squeeze(1)
+        full = _full_patch(hm.reshape(n * k, h, w)[sel], xc[sel], yc[sel], blur_kernel_size, 1, acc)
+        # Clamped indices already give edge padding here, so read the 3x3 patch directly.
+        stencil = stencil.clone()
+        stencil[sel] = full.flatten(1)[:, [4, 5, 7, 8, 0, 3, 1]]
+    lg = torch.log(stencil.clamp(*_UDP_CLIP))
+    i0, ix1, iy1, ix1y1, ix1_y1_, ix1_, iy1_ = lg.unbind(dim=1)
+    gx = 0.5 * (ix1 - ix1_)
+    gy = 0.5 * (iy1 - iy1_)
+    hxx = ix1 - 2 * i0 + ix1_ + _FLOAT32_EPS
+    hyy = iy1 - 2 * i0 + iy1_ + _FLOAT32_EPS
+    hxy = 0.5 * (ix1y1 - ix1 - iy1 + 2 * i0 - ix1_ - iy1_ + ix1_y1_)
+    ox, oy, det = _solve2(gx, gy, hxx, hxy, hyy)
+    move = valid & (det != 0)
+    offset = torch.stack((torch.where(move, ox, 0.0), torch.where(move, oy, 0.0)), dim=1)
+    out = (c.to(acc) + offset).to(hm.dtype)
+    return to_output(out.view(n, k, 2), as_np)
+
+
+def decode_heatmaps(
+    heatmaps: ArrayLike,
+    refine: Refine = "quarter",
+    *,
+    blur_kernel_size: int = 11,
+    convention: Convention = "official",
+) -> tuple[ArrayLike, ArrayLike]:
+    """Heatmaps to heatmap-space coordinates and scores.
+
+    Args:
+        heatmaps: ``(N, K, H, W)``.
+        refine: ``None`` (argmax), ``"quarter"`` (:func:`refine_quarter_offset`), ``"dark"``
+            (:func:`refine_dark`) or ``"udp"`` (:func:`refine_dark_udp`).
+        blur_kernel_size: modulation kernel for ``"dark"`` / ``"udp"``.
+        convention: ``"official"`` or ``"mmpose"`` (see the module docstring).
+
+    Returns:
+        ``coords (N, K, 2)`` in heatmap pixels, ``scores (N, K)`` = the heatmap maxima (``<= 0`` marks an
+        undetectable keypoint). Float32 (float64 for float64 input).
+    """
+    if refine not in REFINE_MODES:
+        raise ValueError(f"refine must be one of {REFINE_MODES}, got {refine!r}")
+    _check_convention(convention)
+    blur_kernel_size = _check_kernel_size(blur_kernel_size)
+    hm, as_np = _prepare_heatmaps(heatmaps)
+    coords, scores = get_heatmap_maximum(hm, invalid_value=0.0 if convention == "official" else -1.0)
+    if refine == "quarter":
+        coords = refine_quarter_offset(hm, coords, border="both" if convention == "official" else "per_axis")
+    elif refine == "dark":
+        coords = refine_dark(hm, coords, blur_kernel_size)
+    elif refine == "udp":
+        coords = refine_dark_udp(hm, coords, blur_kernel_size)
+    return to_output(coords, as_np), to_output(scores, as_np)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Codecs
+# ----------------------------------------------------------------------------------------------------------
+
+_DEFAULT = object()
+
+
+def _check_sigma(sigma: float) -> float:
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.floating, np.integer)):
+        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    if not math.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"sigma must be a positive finite number, got {sigma}")
+    return float(sigma)
+
+
+class _HeatmapCodec:
+    """Shared plumbing: argument checks, NumPy interop, decode in heatmap space then scale to input space."""
+
+    default_refine: Refine = "quarter"
+
+    def __init__(
+        self,
+        input_size: Sequence[int],
+        heatmap_size: Sequence[int],
+        sigma: float,
+        blur_kernel_size: int,
+        convention: Convention,
+    ) -> None:
+        self.input_size = size_pair(input_size, "input_size")
+        self.heatmap_size = size_pair(heatmap_size, "heatmap_size")
+        self.sigma = _check_sigma(sigma)
+        self.blur_kernel_size = _check_kernel_size(blur_kernel_size)
+        _check_convention(convention)
+        self.convention = convention
+        # 3-sigma window; the official code uses tmp_size = 3 * sigma as a float.
+        self.radius = 3.0 * self.sigma
+        self.window = int(math.floor(self.radius))
+
+    # -- encode -------------------------------------------------------------------------------------------
+    def encode(
+        self,
+        keypoints: ArrayLike,
+        visible: ArrayLike | None = None,
+        *,
+        joint_weights: ArrayLike | Sequence[float] | None = None,
+    ) -> tuple[ArrayLike, ArrayLike]:
+        """Keypoints in input-crop pixels to target heatmaps and target weights, all instances at once.
+
+        Args:
+            keypoints: ``(N, K, 2)`` ``(x, y)`` in input (crop) pixels; extra trailing columns are ignored.
+            visible: ``(N, K)`` visibility / weight, default all ones. A keypoint is drawn when its weight is
+                ``> 0.5`` (as in the official code); non-finite keypoints are treated as invisible.
+            joint_weights: optional ``(K,)`` per-joint loss weights multiplied into the returned weights (the
+                official ``USE_DIFFERENT_JOINTS_WEIGHT``). Do not pass them to the loss as well.
+
+        Returns:
+            ``heatmaps (N, K, H, W)`` and ``weights (N, K)``: the visibility, zeroed where the Gaussian lies
+            entirely off the map. Float32 (float64 for float64 keypoints), on the keypoints' device.
+        """
+        kp, as_np = as_tensor(keypoints, "keypoints")
+        check_keypoints(kp)
+        dtype = compute_dtype(kp.dtype)
+        kp = kp[..., :2].to(dtype)
+        if visible is None:
+            vis = torch.ones(kp.shape[:2], dtype=dtype, device=kp.device)
+        else:
+            vis, _ = as_tensor(visible, "visible")
+            if vis.shape != kp.shape[:2]:
+                raise ValueError(
+                    f"visible must have shape (N, K) = {tuple(kp.shape[:2])} to match keypoints, "
+                    f"got {tuple(vis.shape)}"
+                )
+            vis = vis.to(device=kp.device, dtype=dtype)
+        finite = torch.isfinite(kp).all(dim=-1)
+        vis = torch.where(finite, vis, 0.0)
+        kp = torch.where(finite[..., None], kp, 0.0)
+        heatmaps, weights = self._encode(kp, vis)
+        if joint_weights is not None:
+            jw, _ = as_tensor(joint_weights, "joint_weights")
+            if jw.shape != (kp.shape[1],):
+                raise ValueError(
+                    f"joint_weights must have shape (K,) = ({kp.shape[1]},), got {tuple(jw.shape)}"
+                )
+            weights = weights * jw.to(device=weights.device, dtype=weights.dtype)
+        return to_output(heatmaps, as_np), to_output(weights, as_np)
+
+    def _encode(self, kp: Tensor, vis: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _integer_centres(self, kp_hm: Tensor, vis: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``mu = int(kp_hm + 0.5)``, the official in-bounds test and the "drawn" mask."""
+        w, h = self.heatmap_size
+        mu = torch.trunc(kp_hm + 0.5)
+        ul = torch.trunc(mu - self.radius)
+        br = torch.trunc(mu + self.radius + 1)
+        off = (ul[..., 0] >= w) | (ul[..., 1] >= h) | (br[..., 0] < 0) | (br[..., 1] < 0)
+        weights = torch.where(off, 0.0, vis)
+        return mu.long(), weights, weights > 0.5
+
+    def _paste_rows(self, rows: Tensor, mu_y: Tensor, drawn: Tensor, n: int, k: int) -> Tensor:
+        """Write each drawn keypoint's ``2r+1`` full-width rows, centred on row ``mu_y``, into zero maps."""
+        w, h = self.heatmap_size
+        m = n * k
+        r = self.window
+        ys = mu_y.reshape(m, 1) + torch.arange(-r, r + 1, device=rows.device)
+        keep = (ys >= 0) & (ys < h) & drawn.reshape(m, 1)
+        base = torch.arange(m, device=rows.device)[:, None] * h
+        # Rows that fall off the map (or belong to undrawn keypoints) go to one spare row past the end.
+        dest = torch.where(keep, base + ys, m * h).reshape(-1)
+        out = torch.zeros(m * h + 1, w, dtype=rows.dtype, device=rows.device)
+        out.index_copy_(0, dest, rows.reshape(m * (2 * r + 1), w))
+        return out[: m * h].view(n, k, h, w)
+
+    # -- decode -------------------------------------------------------------------------------------------
+    def decode(self, heatmaps: ArrayLike, refine: Refine | object = _DEFAULT) -> tuple[ArrayLike, ArrayLike]:
+        """Heatmaps ``(N, K, H, W)`` to ``keypoints (N, K, 2)`` in input-crop pixels and ``scores (N, K)``.
+
+        ``refine`` is ``"quarter"``, ``"dark"``, ``"udp"`` or ``None`` (plain argmax); the default is the
+        codec's own (:attr:`default_refine`). Scores are the heatmap maxima; ``score <= 0`` marks a keypoint
+        that could not be located. Map them to the original image with
+        :func:`hrnet_backbones.keypoints.transform_preds`.
+        """
+        refine = self.default_refine if refine is _DEFAULT else refine
+        hm, as_np = _prepare_heatmaps(heatmaps)
+        w, h = self.heatmap_size
+        if tuple(hm.shape[2:]) != (h, w):
+            raise ValueError(
+                f"heatmaps are {tuple(hm.shape[2:])} (H, W) but this codec's heatmap_size is (w, h) = {(w, h)}"
+            )
+        coords, scores = decode_heatmaps(
+            hm, refine, blur_kernel_size=self.blur_kernel_size, convention=self.convention
+        )
+        return to_output(self._to_input(coords), as_np), to_output(scores, as_np)
+
+    def _to_input(self, coords: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(input_size={self.input_size}, heatmap_size={self.heatmap_size}, "
+            f"sigma={self.sigma}, blur_kernel_size={self.blur_kernel_size}, convention={self.convention!r}"
+            f"{self._extra_repr()})"
+        )
+
+    def _extra_repr(self) -> str:
+        return ""
+
+
+class MSRAHeatmap(_HeatmapCodec):
+    """The HRNet / SimpleBaseline Gaussian heatmap (``unbiased=True``: the DARK sub-pixel Gaussian).
+
+    ``x_hm = x_in / stride`` with ``stride = input_size / heatmap_size``.
+
+    * ``unbiased=False`` (official ``generate_target``): an unnormalised Gaussian (peak 1) on the integer centre
+      ``mu = int(x_hm + 0.5)``, clipped to the ``(2*floor(3 sigma) + 1)`` square window. The weight is zeroed when
+      the window lies entirely off the map (``int(mu - 3 sigma) >= W`` or ``int(mu + 3 sigma + 1) < 0``; note
+      that a window ending exactly at column 0 keeps weight 1 with an all-zero map, as in the official code).
+      Bit-identical to the official code and to mmpose when ``3 sigma`` is an integer (for other sigmas the
+      official window is off-centre by a pixel for negative centres; ours stays centred).
+    * ``unbiased=True`` (DARK, DarkPose ``generate_target``): a full-map Gaussian on the sub-pixel centre, in
+      float32 like DarkPose; in-bounds test as above on the sub-pixel centre, with truncation (``"official"``)
+      or float comparison (``"mmpose"``).
+
+    Decoding defaults to ``"dark"`` when ``unbiased`` and ``"quarter"`` otherwise.
+
+    Args:
+        input_size: ``(w, h)`` of the model input.
+        heatmap_size: ``(W, H)`` of the model output.
+        sigma: Gaussian sigma in heatmap pixels.
+        unbiased: draw the sub-pixel DARK Gaussian (and decode with DARK by default).
+        blur_kernel_size: odd modulation kernel for DARK/UDP decoding (11 for sigma 2, 17 for sigma 3).
+        convention: ``"official"`` or ``"mmpose"``, see the module docstring.
+    """
+
+    def __init__(
+        self,
+        input_size: Sequence[int],
+        heatmap_size: Sequence[int],
+        sigma: float = 2.0,
+        unbiased: bool = False,
+        blur_kernel_size: int = 11,
+        convention: Convention = "official",
+    ) -> None:
+        super().__init__(input_size, heatmap_size, sigma, blur_kernel_size, convention)
+        self.unbiased = bool(unbiased)
+        self.default_refine = "dark" if self.unbiased else "quarter"
+        (w, h), (ww, hh) = self.input_size, self.heatmap_size
+        self.stride = (w / ww, h / hh)
+        # Same float32 arithmetic as the official generate_target; rows are |dy| = 0..r, columns |dx| = 0..r+1
+        # with a zero column for "outside the window".
+        r = self.window
+        d = np.arange(0, r + 1, dtype=np.float32)
+        g = np.exp(-(d[:, None] ** 2 + d[None, :] ** 2) / np.float32(2 * self.sigma**2))
+        self._lut = np.zeros((r + 1, r + 2), dtype=np.float32)
+        self._lut[:, : r + 1] = g
+        self._lut_cache: dict[tuple[torch.device, torch.dtype], Tensor] = {}
+
+    def _extra_repr(self) -> str:
+        return f", unbiased={self.unbiased}"
+
+    def _lut_rows(self, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """(r+2, 2r+1): column ``a`` is row offset ``dy = a - r``, row ``c`` is ``|dx|`` (``r+1``: zero)."""
+        key = (device, dtype)
+        if key not in self._lut_cache:
+            lut = torch.from_numpy(self._lut).to(device=device, dtype=dtype)
+            r = self.window
+            dy = torch.arange(-r, r + 1).abs()
+            self._lut_cache[key] = lut[dy].t().contiguous()
+        return self._lut_cache[key]
+
+    def _encode(self, kp: Tensor, vis: Tensor) -> tuple[Tensor, Tensor]:
+        n, k = kp.shape[:2]
+        if self.unbiased:
+            return self._encode_unbiased(kp, vis)
+        w, h = self.heatmap_size
+        # The official feat_stride is a float64 array: x / stride is evaluated in float64.
+        stride = torch.tensor(self.stride, dtype=torch.float64, device=kp.device)
+        mu, weights, drawn = self._integer_centres(kp.double() / stride, vis)
+        ax = (
+            (torch.arange(w, device=kp.device) - mu[..., 0].reshape(n * k, 1))
+            .abs()
+            .clamp_(max=self.window + 1)
+        )
+        lut = self._lut_rows(kp.device, kp.dtype)
+        rows = lut.index_select(0, ax.reshape(-1)).view(n * k, w, -1).transpose(1, 2)
+        return self._paste_rows(rows, mu[..., 1], drawn, n, k), weights
+
+    def _encode_unbiased(self, kp: Tensor, vis: Tensor) -> tuple[Tensor, Tensor]:
+        w, h = self.heatmap_size
+        stride = torch.tensor(self.stride, dtype=torch.float32, device=kp.device).to(kp.dtype)
+        mu = kp / stride
+        r = self.radius
+        if self.convention == "official":
+            lo, hi = torch.trunc(mu - r), torch.trunc(mu + r + 1)
+        else:
+            lo, hi = mu - r, mu + r + 1
+        off = (lo[..., 0] >= w) | (lo[..., 1] >= h) | (hi[..., 0] < 0) | (hi[..., 1] < 0)
+        weights = torch.where(off, 0.0, vis)
+        drawn = weights > 0.5
+        xs = torch.arange(w, dtype=kp.dtype, device=kp.device)
+        ys = torch.arange(h, dtype=kp.dtype, device=kp.device)
+        dx2 = (xs - mu[..., 0, None]) ** 2
+        dy2 = (ys - mu[..., 1, None]) ** 2
+        two_s2 = torch.tensor(2 * self.sigma**2, dtype=torch.float32).to(kp.dtype).item()
+        maps = torch.exp(-(dy2[..., :, None] + dx2[..., None, :]) / two_s2)
+        return torch.where(drawn[..., None, None], maps, 0.0), weights
+
+    def _to_input(self, coords: Tensor) -> Tensor:
+        stride = torch.tensor(self.stride, dtype=torch.float32, device=coords.device).to(coords.dtype)
+        return coords * stride
+
+
+class UDPHeatmap(_HeatmapCodec):
+    """The UDP Gaussian heatmap (mmpose ``UDPHeatmap(heatmap_type='gaussian')``), batched.
+
+    ``x_hm = x_in / s`` with ``s = (w - 1) / (W - 1)`` (float32, as mmpose). The Gaussian is centred on the
+    sub-pixel ``x_hm`` but drawn in the same integer window (and with the same in-bounds test) as
+    :class:`MSRAHeatmap`; its values are computed in float64 and stored as float32 — bit-identical to mmpose.
+
+    Decoding defaults to ``"udp"`` (:func:`refine_dark_udp`). With ``convention="official"`` decoded keypoints
+    are ``x_hm * s`` — the exact inverse of the encoding, and the input space of the UDP / DarkPose ``(size-1)``
+    affine (:func:`~hrnet_backbones.keypoints.transform_preds` with ``udp=True``). ``convention="mmpose"``
+    returns mmpose's ``x_hm / (W - 1) * w`` (pair it with mmpose's ``/ input_size * box`` back-projection).
+    """
+
+    default_refine: Refine = "udp"
+
+    def __init__(
+        self,
+        input_size: Sequence[int],
+        heatmap_size: Sequence[int],
+        sigma: float = 2.0,
+        blur_kernel_size: int = 11,
+        convention: Convention = "official",
+    ) -> None:
+        super().__init__(input_size, heatmap_size, sigma, blur_kernel_size, convention)
+        (w, h), (ww, hh) = self.input_size, self.heatmap_size
+        if ww < 2 or hh < 2:
+            raise ValueError(
+                f"UDPHeatmap needs a heatmap of at least 2x2 pixels, got heatmap_size {(ww, hh)}"
+            )
+        self.scale_factor = (float(np.float32((w - 1) / (ww - 1))), float(np.float32((h - 1) / (hh - 1))))
+
+    def _encode(self, kp: Tensor, vis: Tensor) -> tuple[Tensor, Tensor]:
+        n, k = kp.shape[:2]
+        w, h = self.heatmap_size
+        kp_hm = kp / torch.tensor(self.scale_factor, dtype=kp.dtype, device=kp.device)
+        mu, weights, drawn = self._integer_centres(kp_hm, vis)
+        r = self.window
+        # Window index j = dx + r against the centre r + (kp - mu), in float64 like mmpose.
+        centre = r + (kp_hm.double() - mu.double())
+        dx = torch.arange(w, device=kp.device) - mu[..., 0, None]
+        gx = torch.exp(-(((dx + r).double() - centre[..., 0, None]) ** 2) / (2 * self.sigma**2))
+        gx = torch.where(dx.abs() <= r, gx, 0.0)
+        j = torch.arange(2 * r + 1, dtype=torch.float64, device=kp.device)
+        gy = torch.exp(-((j - centre[..., 1, None]) ** 2) / (2 * self.sigma**2))
+        rows = (gy[..., :, None] * gx[..., None, :]).to(kp.dtype).view(n * k, 2 * r + 1, w)
+        return self._paste_rows(rows, mu[..., 1], drawn, n, k), weights
+
+    def _to_input(self, coords: Tensor) -> Tensor:
+        if self.convention == "mmpose":
+            (w, h), (ww, hh) = self.input_size, self.heatmap_size
+            denom = torch.tensor((ww - 1.0, hh - 1.0), dtype=torch.float64, device=coords.device)
+            size = torch.tensor((float(w), float(h)), dtype=torch.float64, device=coords.device)
+            return (coords.double() / denom * size).to(coords.dtype)
+        return coords * torch.tensor(self.scale_factor, dtype=coords.dtype, device=coords.device)
