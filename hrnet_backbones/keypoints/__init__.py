@@ -16,15 +16,29 @@ from .codecs import (
     refine_dark_udp,
     refine_quarter_offset,
 )
+from .transforms import (
+    affine_transform_points,
+    box_to_center_scale,
+    crop_image,
+    get_affine_transform,
+    transform_preds,
+    warp_affine,
+)
 
 __all__ = [
     "MSRAHeatmap",
     "UDPHeatmap",
+    "affine_transform_points",
+    "box_to_center_scale",
+    "crop_image",
     "decode_heatmaps",
     "gaussian_blur",
     "gaussian_kernel1d",
+    "get_affine_transform",
     "get_heatmap_maximum",
     "refine_dark",
     "refine_dark_udp",
     "refine_quarter_offset",
+    "transform_preds",
+    "warp_affine",
 ]

@@ -97,6 +97,16 @@ _CV2_SMALL_KERNELS = {
 }
 
 
+def _trunc_long(v: Tensor) -> Tensor:
+    """``int(v)`` (toward zero) as int64. A cast, not ``torch.trunc``: cheaper on small tensors."""
+    return v.clamp(-(2**40), 2**40).long()
+
+
+def _floor_long(v: Tensor) -> Tensor:
+    t = _trunc_long(v)
+    return t - (t > v).long()
+
+
 def _check_convention(convention: str) -> None:
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
@@ -131,13 +141,29 @@ def _prepare_heatmaps(heatmaps: ArrayLike) -> tuple[Tensor, bool]:
     return hm, as_np
 
 
-def _argmax_xy(hm: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Integer (x, y) of the first maximum and the maximum, each (N*K,)."""
+def _flatten(hm: Tensor) -> Tensor:
     n, k, h, w = hm.shape
-    flat = hm.reshape(n * k, h * w)
+    return hm.reshape(n * k, h * w)
+
+
+def _argmax_flat(flat: Tensor, w: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Integer ``x``, ``y`` of the first maximum of each row and the maximum, each ``(M,)``."""
     idx = _flat_argmax(flat)
-    vals = flat.gather(1, idx[:, None]).squeeze(1)
+    vals = flat.gather(1, idx[:, None])[:, 0]
     return idx % w, idx // w, vals
+
+
+def _pixel_coords(
+    hm: Tensor, coords: ArrayLike, rounding: Literal["floor", "trunc"]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(M, 2)`` float coordinates and their integer pixel ``px, py``: ``floor(x + 0.5)`` or ``int(x)``."""
+    c, _ = as_tensor(coords, "coords")
+    check_keypoints(c, "coords")
+    check_same_nk(hm, c, "heatmaps", "coords")
+    n, k = hm.shape[:2]
+    c = c[..., :2].to(device=hm.device, dtype=hm.dtype).reshape(n * k, 2)
+    p = _floor_long(c + 0.5) if rounding == "floor" else _trunc_long(c)
+    return c, p[:, 0], p[:, 1]
 
 
 def get_heatmap_maximum(heatmaps: ArrayLike, invalid_value: float = 0.0) -> tuple[ArrayLike, ArrayLike]:
@@ -153,16 +179,26 @@ def get_heatmap_maximum(heatmaps: ArrayLike, invalid_value: float = 0.0) -> tupl
         row-major order; ``maxvals (N, K)``. Float32 (float64 for float64 input).
     """
     hm, as_np = _prepare_heatmaps(heatmaps)
-    n, k = hm.shape[:2]
-    x, y, vals = _argmax_xy(hm)
-    coords = torch.stack((x, y), dim=-1).to(hm.dtype)
-    coords = torch.where((vals > 0)[:, None], coords, coords.new_tensor(float(invalid_value)))
+    n, k, _, w = hm.shape
+    x, y, vals = _argmax_flat(_flatten(hm), w)
+    coords = torch.stack((x, y), dim=1).to(hm.dtype)
+    coords = torch.where((vals > 0)[:, None], coords, float(invalid_value))
     return to_output(coords.view(n, k, 2), as_np), to_output(vals.view(n, k), as_np)
 
 
-def _gather_points(flat: Tensor, x: Tensor, y: Tensor, width: int) -> Tensor:
-    """``flat[m, y[m, j] * W + x[m, j]]`` for already clamped integer indices."""
-    return flat.gather(1, y * width + x)
+def _quarter_offsets(flat: Tensor, px: Tensor, py: Tensor, h: int, w: int, border: str) -> Tensor:
+    """``(M, 2)`` quarter-pixel shifts for integer pixels ``px, py`` (see :func:`refine_quarter_offset`)."""
+    xs = torch.stack((px + 1, px - 1, px, px), dim=1).clamp_(0, w - 1)
+    ys = torch.stack((py, py, py + 1, py - 1), dim=1).clamp_(0, h - 1)
+    v = flat.gather(1, ys * w + xs).view(-1, 2, 2)
+    step = torch.sign(v[:, :, 0] - v[:, :, 1])  # (M, 2): sign of the x and y differences
+    in_x = (px > 1) & (px < w - 1)
+    in_y = (py > 1) & (py < h - 1)
+    if border == "both":
+        ok = (in_x & in_y)[:, None]
+    else:
+        ok = torch.stack((in_x & (py > 0) & (py < h), in_y & (px > 0) & (px < w)), dim=1)
+    return torch.where(ok, step * 0.25, 0.0)
 
 
 def refine_quarter_offset(
@@ -186,27 +222,10 @@ def refine_quarter_offset(
     if border not in ("both", "per_axis"):
         raise ValueError(f"border must be 'both' or 'per_axis', got {border!r}")
     hm, as_np = _prepare_heatmaps(heatmaps)
-    c, _ = as_tensor(coords, "coords")
-    check_keypoints(c, "coords")
-    check_same_nk(hm, c, "heatmaps", "coords")
     n, k, h, w = hm.shape
-    c = c[..., :2].to(device=hm.device, dtype=hm.dtype).reshape(n * k, 2)
-    px = torch.floor(c[:, 0] + 0.5).long()
-    py = torch.floor(c[:, 1] + 0.5).long()
-    xs = torch.stack((px + 1, px - 1, px, px), dim=1).clamp(0, w - 1)
-    ys = torch.stack((py, py, py + 1, py - 1), dim=1).clamp(0, h - 1)
-    v = _gather_points(hm.reshape(n * k, h * w), xs, ys, w)
-    sx = torch.sign(v[:, 0] - v[:, 1])
-    sy = torch.sign(v[:, 2] - v[:, 3])
-    in_x = (px > 1) & (px < w - 1)
-    in_y = (py > 1) & (py < h - 1)
-    if border == "both":
-        ok_x = ok_y = in_x & in_y
-    else:
-        ok_x = in_x & (py > 0) & (py < h)
-        ok_y = in_y & (px > 0) & (px < w)
-    shift = torch.stack((torch.where(ok_x, sx, 0.0), torch.where(ok_y, sy, 0.0)), dim=1) * 0.25
-    return to_output((c + shift).view(n, k, 2), as_np)
+    c, px, py = _pixel_coords(hm, coords, "floor")
+    out = c + _quarter_offsets(_flatten(hm), px, py, h, w, border)
+    return to_output(out.view(n, k, 2), as_np)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -218,7 +237,7 @@ def gaussian_kernel1d(
     kernel_size: int, *, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
 ) -> Tensor:
     """The 1-D kernel of ``cv2.GaussianBlur(img, (k, k), 0)``: ``sigma = 0.3 * ((k - 1) / 2 - 1) + 0.8``,
-    normalised to sum 1 (and cv2's fixed binomial kernels for ``k <= 7``). ``k = 11`` gives ``sigma = 2``."""
+    normalised to sum 1 (and cv2's fixed kernels for ``k <= 7``). ``k = 11`` gives ``sigma = 2``."""
     kernel_size = _check_kernel_size(kernel_size)
     if kernel_size in _CV2_SMALL_KERNELS:
         values = np.array(_CV2_SMALL_KERNELS[kernel_size], dtype=np.float64)
@@ -263,63 +282,118 @@ def _blur_full(hm: Tensor, kernel_size: int, rescale: bool) -> Tensor:
     return x
 
 
-def _blurred_patch(flat: Tensor, x: Tensor, y: Tensor, h: int, w: int, kernel: Tensor, radius: int) -> Tensor:
-    """Blurred (zero-padded, not rescaled) values at ``(x + dx, y + dy)`` for ``|dx|, |dy| <= radius``.
+def _band(kernel: Tensor, size: int, out: int) -> Tensor:
+    """``band[j, c] = kernel[j - c]`` (0 outside): a correlation of ``size`` inputs into ``out`` outputs."""
+    j = torch.arange(size, device=kernel.device)[:, None] - torch.arange(out, device=kernel.device)[None, :]
+    return torch.where((j >= 0) & (j < kernel.numel()), kernel[j.clamp(0, kernel.numel() - 1)], 0.0)
 
-    Only the ``(2 * (radius + kr) + 1)^2`` window around each keypoint is read, so decoding never blurs whole
-    maps. Returns ``(M, 2 * radius + 1, 2 * radius + 1)`` indexed ``[dy + radius, dx + radius]``, in
-    ``kernel.dtype``.
+
+def _blurred_patch(
+    flat: Tensor, px: Tensor, py: Tensor, h: int, w: int, kernel: Tensor, radius: int
+) -> Tensor:
+    """Blurred (zero-padded, not rescaled) values at ``(px + dx, py + dy)`` for ``|dx|, |dy| <= radius``.
+
+    Only the ``(2 * (radius + kernel_size // 2) + 1)^2`` window around each pixel is read, so decoding never
+    blurs whole maps. ``px, py`` must lie on the map. Returns ``(M, 2r+1, 2r+1)`` indexed
+    ``[dy + r, dx + r]``, in ``kernel.dtype``.
     """
     m = flat.shape[0]
-    kr = kernel.numel() // 2
-    wr = radius + kr
+    wr = radius + kernel.numel() // 2
+    size, p = 2 * wr + 1, 2 * radius + 1
     offs = torch.arange(-wr, wr + 1, device=flat.device)
-    xs = x[:, None] + offs
-    ys = y[:, None] + offs
+    xs = px[:, None] + offs
+    ys = py[:, None] + offs
     inside = ((ys >= 0) & (ys < h))[:, :, None] & ((xs >= 0) & (xs < w))[:, None, :]
-    idx = ys.clamp(0, h - 1)[:, :, None] * w + xs.clamp(0, w - 1)[:, None, :]
-    size = 2 * wr + 1
-    win = flat.gather(1, idx.view(m, size * size)).view(m, size, size).to(kernel.dtype)
-    win = torch.where(inside, win, 0.0)
-    # band[j, c] = kernel[j - c]: window column j seen from output column c (a correlation, like cv2).
-    p = 2 * radius + 1
-    j = torch.arange(size, device=flat.device)[:, None] - torch.arange(p, device=flat.device)[None, :]
-    band = torch.where((j >= 0) & (j < kernel.numel()), kernel[j.clamp(0, kernel.numel() - 1)], 0.0)
-    rows = win @ band  # (M, size, p): blurred along x
-    return (rows.transpose(1, 2) @ band).transpose(1, 2)  # (M, p, p): then along y
+    idx = (ys.clamp(0, h - 1) * w)[:, :, None] + xs.clamp(0, w - 1)[:, None, :]
+    win = flat.gather(1, idx.view(m, size * size)).view(m, size, size)
+    win = torch.where(inside, win, 0.0).to(kernel.dtype)
+    band = _band(kernel, size, p)
+    rows = (win.view(m * size, size) @ band).view(m, size, p)  # blurred along x
+    cols = rows.transpose(1, 2).reshape(m * p, size) @ band  # then along y: [m, dx, dy]
+    return cols.view(m, p, p).transpose(1, 2)
 
 
 def _full_patch(
-    hm_sub: Tensor, x: Tensor, y: Tensor, kernel_size: int, radius: int, dtype: torch.dtype
+    hm_sub: Tensor, px: Tensor, py: Tensor, kernel_size: int, radius: int, dtype: torch.dtype
 ) -> Tensor:
-    """The same patch read from whole, rescaled blurred maps (the exact reference path), clamped indices."""
+    """The same patch read from whole, rescaled blurred maps (the reference path), with edge-clamped indices."""
     n, h, w = hm_sub.shape
     blurred = _blur_full(hm_sub.to(dtype)[:, None], kernel_size, rescale=True).view(n, h * w)
     offs = torch.arange(-radius, radius + 1, device=hm_sub.device)
-    xs = (x[:, None] + offs).clamp(0, w - 1)
-    ys = (y[:, None] + offs).clamp(0, h - 1)
-    idx = ys[:, :, None] * w + xs[:, None, :]
+    xs = (px[:, None] + offs).clamp(0, w - 1)
+    ys = (py[:, None] + offs).clamp(0, h - 1)
     p = 2 * radius + 1
-    return blurred.gather(1, idx.view(n, p * p)).view(n, p, p)
+    return blurred.gather(1, ((ys * w)[:, :, None] + xs[:, None, :]).view(n, p * p)).view(n, p, p)
 
 
-def _integer_coords(hm: Tensor, coords: ArrayLike) -> tuple[Tensor, Tensor, Tensor]:
-    c, _ = as_tensor(coords, "coords")
-    check_keypoints(c, "coords")
-    check_same_nk(hm, c, "heatmaps", "coords")
-    n, k = hm.shape[:2]
-    c = c[..., :2].to(device=hm.device, dtype=hm.dtype).reshape(n * k, 2)
-    # int() in the reference code: truncation toward zero.
-    return c, torch.trunc(c[:, 0]).long(), torch.trunc(c[:, 1]).long()
-
-
-def _solve2(gx: Tensor, gy: Tensor, hxx: Tensor, hxy: Tensor, hyy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``-H^{-1} g`` for a symmetric 2x2 ``H``; also returns ``det(H)``."""
+def _newton_offsets(gx: Tensor, gy: Tensor, hxx: Tensor, hxy: Tensor, hyy: Tensor, move: Tensor) -> Tensor:
+    """``-H^{-1} g`` for symmetric 2x2 ``H`` where ``move`` and ``det(H) != 0``, else 0; ``(M, 2)``."""
     det = hxx * hyy - hxy * hxy
-    safe = torch.where(det == 0, 1.0, det)
-    ox = -(hyy * gx - hxy * gy) / safe
-    oy = -(hxx * gy - hxy * gx) / safe
-    return ox, oy, det
+    move = move & (det != 0)
+    det = torch.where(move, det, 1.0)
+    off = torch.stack((hxy * gy - hyy * gx, hxy * gx - hxx * gy), dim=1) / det[:, None]
+    return torch.where(move[:, None], off, 0.0)
+
+
+def _dark_offsets(hm: Tensor, px: Tensor, py: Tensor, kernel_size: int) -> Tensor:
+    """DarkPose Taylor step for integer pixels (see :func:`refine_dark`), ``(M, 2)`` in an accurate dtype."""
+    n, k, h, w = hm.shape
+    acc = accurate_dtype(hm.device)
+    kernel = gaussian_kernel1d(kernel_size, dtype=acc, device=hm.device)
+    inside = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2)
+    patch = _blurred_patch(_flatten(hm), px.clamp(0, w - 1), py.clamp(0, h - 1), h, w, kernel, radius=2)
+    # The reference rescales each blurred map by max / blurred max (>= 1 when the max is > 0); a constant
+    # factor cancels in the log-derivatives, so it matters only where the 1e-10 floor can clamp a value.
+    clamp = inside & (patch.flatten(1).amin(dim=1) < _DARK_FLOOR)
+    if bool(clamp.any()):
+        sel = clamp.nonzero()[:, 0]
+        patch = patch.index_put(
+            (sel,), _full_patch(hm.reshape(n * k, h, w)[sel], px[sel], py[sel], kernel_size, 2, acc)
+        )
+    lg = torch.log(patch.clamp_min(_DARK_FLOOR))
+    centre = lg[:, 2, 2]
+    gx = 0.5 * (lg[:, 2, 3] - lg[:, 2, 1])
+    gy = 0.5 * (lg[:, 3, 2] - lg[:, 1, 2])
+    hxx = 0.25 * (lg[:, 2, 4] - 2 * centre + lg[:, 2, 0])
+    hyy = 0.25 * (lg[:, 4, 2] - 2 * centre + lg[:, 0, 2])
+    hxy = 0.25 * (lg[:, 3, 3] - lg[:, 1, 3] - lg[:, 3, 1] + lg[:, 1, 1])
+    return _newton_offsets(gx, gy, hxx, hxy, hyy, inside)
+
+
+def _udp_offsets(hm: Tensor, px: Tensor, py: Tensor, kernel_size: int) -> Tensor:
+    """UDP Newton step for integer pixels (see :func:`refine_dark_udp`), ``(M, 2)`` in an accurate dtype."""
+    n, k, h, w = hm.shape
+    acc = accurate_dtype(hm.device)
+    kernel = gaussian_kernel1d(kernel_size, dtype=acc, device=hm.device)
+    flat = _flatten(hm)
+    on_map = (px >= 0) & (px < w) & (py >= 0) & (py < h)
+    xc, yc = px.clamp(0, w - 1), py.clamp(0, h - 1)
+    peak = flat.gather(1, (yc * w + xc)[:, None])[:, 0]
+    valid = on_map & (peak > 0)
+    patch = _blurred_patch(flat, xc, yc, h, w, kernel, radius=1)
+    # Edge padding: the neighbour at x-1 of column 0 is column 0 itself (offsets into the 3x3 patch).
+    lo_x, hi_x = (xc == 0).long(), 2 - (xc == w - 1).long()
+    lo_y, hi_y = (yc == 0).long(), 2 - (yc == h - 1).long()
+    one = torch.ones_like(xc)
+    # i, x+1, y+1, (x+1, y+1), (x-1, y-1), x-1, y-1
+    cols = torch.stack((one, hi_x, one, hi_x, lo_x, lo_x, one), dim=1)
+    rows = torch.stack((one, one, hi_y, hi_y, lo_y, one, lo_y), dim=1)
+    stencil = patch.flatten(1).gather(1, rows * 3 + cols)
+    # The clip bounds hold after the reference's rescale (factor >= 1, max kept) when they hold before it.
+    clip = valid & ((stencil.amin(dim=1) < _UDP_CLIP[0]) | (peak > _UDP_CLIP[1]))
+    if bool(clip.any()):
+        sel = clip.nonzero()[:, 0]
+        full = _full_patch(hm.reshape(n * k, h, w)[sel], xc[sel], yc[sel], kernel_size, 1, acc)
+        # Clamped indices already give the edge padding here, so read the 3x3 patch directly.
+        stencil = stencil.index_put((sel,), full.flatten(1)[:, [4, 5, 7, 8, 0, 3, 1]])
+    lg = torch.log(stencil.clamp(*_UDP_CLIP))
+    i0, ix1, iy1, ix1y1, ix1_y1_, ix1_, iy1_ = lg.unbind(dim=1)
+    gx = 0.5 * (ix1 - ix1_)
+    gy = 0.5 * (iy1 - iy1_)
+    hxx = ix1 - 2 * i0 + ix1_ + _FLOAT32_EPS
+    hyy = iy1 - 2 * i0 + iy1_ + _FLOAT32_EPS
+    hxy = 0.5 * (ix1y1 - ix1 - iy1 + 2 * i0 - ix1_ - iy1_ + ix1_y1_)
+    return _newton_offsets(gx, gy, hxx, hxy, hyy, valid)
 
 
 def refine_dark(heatmaps: ArrayLike, coords: ArrayLike, blur_kernel_size: int = 11) -> ArrayLike:
@@ -341,31 +415,9 @@ def refine_dark(heatmaps: ArrayLike, coords: ArrayLike, blur_kernel_size: int = 
     """
     blur_kernel_size = _check_kernel_size(blur_kernel_size)
     hm, as_np = _prepare_heatmaps(heatmaps)
-    n, k, h, w = hm.shape
-    c, px, py = _integer_coords(hm, coords)
-    acc = accurate_dtype(hm.device)
-    kernel = gaussian_kernel1d(blur_kernel_size, dtype=acc, device=hm.device)
-    inside = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2)
-    flat = hm.reshape(n * k, h * w)
-    patch = _blurred_patch(flat, px.clamp(0, w - 1), py.clamp(0, h - 1), h, w, kernel, radius=2)
-    # The reference rescales each blurred map by max / blurred max (>= 1 when the max is > 0); a constant
-    # factor cancels in the log-derivatives, so it matters only where the floor can clamp a stencil value.
-    clamp = inside & (patch.flatten(1).amin(dim=1) < _DARK_FLOOR)
-    if bool(clamp.any()):
-        sel = clamp.nonzero().squeeze(1)
-        patch = patch.clone()
-        patch[sel] = _full_patch(hm.reshape(n * k, h, w)[sel], px[sel], py[sel], blur_kernel_size, 2, acc)
-    lg = torch.log(patch.clamp_min(_DARK_FLOOR))
-    centre = lg[:, 2, 2]
-    gx = 0.5 * (lg[:, 2, 3] - lg[:, 2, 1])
-    gy = 0.5 * (lg[:, 3, 2] - lg[:, 1, 2])
-    hxx = 0.25 * (lg[:, 2, 4] - 2 * centre + lg[:, 2, 0])
-    hyy = 0.25 * (lg[:, 4, 2] - 2 * centre + lg[:, 0, 2])
-    hxy = 0.25 * (lg[:, 3, 3] - lg[:, 1, 3] - lg[:, 3, 1] + lg[:, 1, 1])
-    ox, oy, det = _solve2(gx, gy, hxx, hxy, hyy)
-    move = inside & (det != 0)
-    offset = torch.stack((torch.where(move, ox, 0.0), torch.where(move, oy, 0.0)), dim=1)
-    out = (c.to(acc) + offset).to(hm.dtype)
+    n, k = hm.shape[:2]
+    c, px, py = _pixel_coords(hm, coords, "trunc")
+    out = (c.to(accurate_dtype(hm.device)) + _dark_offsets(hm, px, py, blur_kernel_size)).to(hm.dtype)
     return to_output(out.view(n, k, 2), as_np)
 
 
@@ -382,42 +434,9 @@ def refine_dark_udp(heatmaps: ArrayLike, coords: ArrayLike, blur_kernel_size: in
     """
     blur_kernel_size = _check_kernel_size(blur_kernel_size)
     hm, as_np = _prepare_heatmaps(heatmaps)
-    n, k, h, w = hm.shape
-    c, px, py = _integer_coords(hm, coords)
-    acc = accurate_dtype(hm.device)
-    kernel = gaussian_kernel1d(blur_kernel_size, dtype=acc, device=hm.device)
-    flat = hm.reshape(n * k, h * w)
-    on_map = (px >= 0) & (px < w) & (py >= 0) & (py < h)
-    xc, yc = px.clamp(0, w - 1), py.clamp(0, h - 1)
-    peak = flat.gather(1, (yc * w + xc)[:, None]).squeeze(1)
-    valid = on_map & (peak > 0)
-    patch = _blurred_patch(flat, xc, yc, h, w, kernel, radius=1)
-    # Edge padding: the neighbour at x-1 of column 0 is column 0 itself (offsets into the 3x3 patch).
-    lo_x, hi_x = 1 - (xc > 0).long(), 1 + (xc < w - 1).long()
-    lo_y, hi_y = 1 - (yc > 0).long(), 1 + (yc < h - 1).long()
-    one = torch.ones_like(xc)
-    cols = torch.stack((one, hi_x, one, hi_x, lo_x, lo_x, one), dim=1)
-    rows = torch.stack((one, one, hi_y, hi_y, lo_y, one, lo_y), dim=1)
-    stencil = patch.flatten(1).gather(1, rows * 3 + cols)
-    # Clip bounds hold after the reference's rescale (factor >= 1, max preserved) when these hold before it.
-    clip = valid & ((stencil.amin(dim=1) < _UDP_CLIP[0]) | (peak > _UDP_CLIP[1]))
-    if bool(clip.any()):
-        sel = clip.nonzero().squeeze(1)
-        full = _full_patch(hm.reshape(n * k, h, w)[sel], xc[sel], yc[sel], blur_kernel_size, 1, acc)
-        # Clamped indices already give edge padding here, so read the 3x3 patch directly.
-        stencil = stencil.clone()
-        stencil[sel] = full.flatten(1)[:, [4, 5, 7, 8, 0, 3, 1]]
-    lg = torch.log(stencil.clamp(*_UDP_CLIP))
-    i0, ix1, iy1, ix1y1, ix1_y1_, ix1_, iy1_ = lg.unbind(dim=1)
-    gx = 0.5 * (ix1 - ix1_)
-    gy = 0.5 * (iy1 - iy1_)
-    hxx = ix1 - 2 * i0 + ix1_ + _FLOAT32_EPS
-    hyy = iy1 - 2 * i0 + iy1_ + _FLOAT32_EPS
-    hxy = 0.5 * (ix1y1 - ix1 - iy1 + 2 * i0 - ix1_ - iy1_ + ix1_y1_)
-    ox, oy, det = _solve2(gx, gy, hxx, hxy, hyy)
-    move = valid & (det != 0)
-    offset = torch.stack((torch.where(move, ox, 0.0), torch.where(move, oy, 0.0)), dim=1)
-    out = (c.to(acc) + offset).to(hm.dtype)
+    n, k = hm.shape[:2]
+    c, px, py = _pixel_coords(hm, coords, "trunc")
+    out = (c.to(accurate_dtype(hm.device)) + _udp_offsets(hm, px, py, blur_kernel_size)).to(hm.dtype)
     return to_output(out.view(n, k, 2), as_np)
 
 
@@ -446,14 +465,26 @@ def decode_heatmaps(
     _check_convention(convention)
     blur_kernel_size = _check_kernel_size(blur_kernel_size)
     hm, as_np = _prepare_heatmaps(heatmaps)
-    coords, scores = get_heatmap_maximum(hm, invalid_value=0.0 if convention == "official" else -1.0)
+    n, k, h, w = hm.shape
+    flat = _flatten(hm)
+    x, y, scores = _argmax_flat(flat, w)
+    invalid = 0 if convention == "official" else -1
+    found = scores > 0
+    px, py = torch.where(found, x, invalid), torch.where(found, y, invalid)
+    coords = torch.stack((px, py), dim=1).to(hm.dtype)
     if refine == "quarter":
-        coords = refine_quarter_offset(hm, coords, border="both" if convention == "official" else "per_axis")
+        coords = coords + _quarter_offsets(
+            flat, px, py, h, w, "both" if convention == "official" else "per_axis"
+        )
     elif refine == "dark":
-        coords = refine_dark(hm, coords, blur_kernel_size)
+        coords = (coords.to(accurate_dtype(hm.device)) + _dark_offsets(hm, px, py, blur_kernel_size)).to(
+            hm.dtype
+        )
     elif refine == "udp":
-        coords = refine_dark_udp(hm, coords, blur_kernel_size)
-    return to_output(coords, as_np), to_output(scores, as_np)
+        coords = (coords.to(accurate_dtype(hm.device)) + _udp_offsets(hm, px, py, blur_kernel_size)).to(
+            hm.dtype
+        )
+    return to_output(coords.view(n, k, 2), as_np), to_output(scores.view(n, k), as_np)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -546,28 +577,34 @@ class _HeatmapCodec:
         raise NotImplementedError
 
     def _integer_centres(self, kp_hm: Tensor, vis: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``mu = int(kp_hm + 0.5)``, the official in-bounds test and the "drawn" mask."""
+        """``mu = int(kp_hm + 0.5)`` (N*K, 2), the official in-bounds test and the "drawn" mask."""
         w, h = self.heatmap_size
-        mu = torch.trunc(kp_hm + 0.5)
-        ul = torch.trunc(mu - self.radius)
-        br = torch.trunc(mu + self.radius + 1)
-        off = (ul[..., 0] >= w) | (ul[..., 1] >= h) | (br[..., 0] < 0) | (br[..., 1] < 0)
-        weights = torch.where(off, 0.0, vis)
-        return mu.long(), weights, weights > 0.5
+        mu = _trunc_long(kp_hm + 0.5).reshape(-1, 2)
+        ul = _trunc_long(mu - self.radius)
+        br = _trunc_long(mu + self.radius + 1)
+        off = (ul[:, 0] >= w) | (ul[:, 1] >= h) | (br[:, 0] < 0) | (br[:, 1] < 0)
+        weights = torch.where(off.view(vis.shape), 0.0, vis)
+        return mu, weights, (weights > 0.5).reshape(-1)
 
-    def _paste_rows(self, rows: Tensor, mu_y: Tensor, drawn: Tensor, n: int, k: int) -> Tensor:
-        """Write each drawn keypoint's ``2r+1`` full-width rows, centred on row ``mu_y``, into zero maps."""
+    def _paste_windows(self, values: Tensor, mu: Tensor, drawn: Tensor, n: int, k: int) -> Tensor:
+        """Zero maps with each drawn keypoint's ``(2r+1)^2`` window of ``values`` centred on its integer ``mu``,
+        clipped at the borders. ``values`` is ``(2r+1, 2r+1)`` (shared) or ``(N*K, 2r+1, 2r+1)``."""
         w, h = self.heatmap_size
-        m = n * k
-        r = self.window
-        ys = mu_y.reshape(m, 1) + torch.arange(-r, r + 1, device=rows.device)
-        keep = (ys >= 0) & (ys < h) & drawn.reshape(m, 1)
-        base = torch.arange(m, device=rows.device)[:, None] * h
-        # Rows that fall off the map (or belong to undrawn keypoints) go to one spare row past the end.
-        dest = torch.where(keep, base + ys, m * h).reshape(-1)
-        out = torch.zeros(m * h + 1, w, dtype=rows.dtype, device=rows.device)
-        out.index_copy_(0, dest, rows.reshape(m * (2 * r + 1), w))
-        return out[: m * h].view(n, k, h, w)
+        m, r = n * k, self.window
+        offs = torch.arange(-r, r + 1, device=mu.device)
+        xs = mu[:, :1] + offs
+        ys = mu[:, 1:] + offs
+        ok_y = (ys >= 0) & (ys < h) & drawn[:, None]
+        ok_x = (xs >= 0) & (xs < w)
+        rows = torch.arange(m, device=mu.device)[:, None] * (h * w) + ys * w
+        # Pixels off the map (and undrawn keypoints) go to one spare element past the end.
+        idx = (rows[:, :, None] + xs[:, None, :]).masked_fill_(
+            ~(ok_y[:, :, None] & ok_x[:, None, :]), m * h * w
+        )
+        out = torch.zeros(m * h * w + 1, dtype=values.dtype, device=values.device)
+        # scatter_ is several times faster than index_put_ here; only the spare element sees duplicates.
+        out.scatter_(0, idx.view(-1), values.expand(m, *idx.shape[1:]).reshape(-1))
+        return out[: m * h * w].view(n, k, h, w)
 
     # -- decode -------------------------------------------------------------------------------------------
     def decode(self, heatmaps: ArrayLike, refine: Refine | object = _DEFAULT) -> tuple[ArrayLike, ArrayLike]:
@@ -644,44 +681,22 @@ class MSRAHeatmap(_HeatmapCodec):
         self.default_refine = "dark" if self.unbiased else "quarter"
         (w, h), (ww, hh) = self.input_size, self.heatmap_size
         self.stride = (w / ww, h / hh)
-        # Same float32 arithmetic as the official generate_target; rows are |dy| = 0..r, columns |dx| = 0..r+1
-        # with a zero column for "outside the window".
-        r = self.window
-        d = np.arange(0, r + 1, dtype=np.float32)
-        g = np.exp(-(d[:, None] ** 2 + d[None, :] ** 2) / np.float32(2 * self.sigma**2))
-        self._lut = np.zeros((r + 1, r + 2), dtype=np.float32)
-        self._lut[:, : r + 1] = g
-        self._lut_cache: dict[tuple[torch.device, torch.dtype], Tensor] = {}
+        # The (2r+1)^2 window, with the same float32 arithmetic as the official generate_target.
+        d = np.arange(-self.window, self.window + 1, dtype=np.float32)
+        self._kernel = np.exp(-(d[:, None] ** 2 + d[None, :] ** 2) / np.float32(2 * self.sigma**2))
 
     def _extra_repr(self) -> str:
         return f", unbiased={self.unbiased}"
-
-    def _lut_rows(self, device: torch.device, dtype: torch.dtype) -> Tensor:
-        """(r+2, 2r+1): column ``a`` is row offset ``dy = a - r``, row ``c`` is ``|dx|`` (``r+1``: zero)."""
-        key = (device, dtype)
-        if key not in self._lut_cache:
-            lut = torch.from_numpy(self._lut).to(device=device, dtype=dtype)
-            r = self.window
-            dy = torch.arange(-r, r + 1).abs()
-            self._lut_cache[key] = lut[dy].t().contiguous()
-        return self._lut_cache[key]
 
     def _encode(self, kp: Tensor, vis: Tensor) -> tuple[Tensor, Tensor]:
         n, k = kp.shape[:2]
         if self.unbiased:
             return self._encode_unbiased(kp, vis)
-        w, h = self.heatmap_size
         # The official feat_stride is a float64 array: x / stride is evaluated in float64.
         stride = torch.tensor(self.stride, dtype=torch.float64, device=kp.device)
         mu, weights, drawn = self._integer_centres(kp.double() / stride, vis)
-        ax = (
-            (torch.arange(w, device=kp.device) - mu[..., 0].reshape(n * k, 1))
-            .abs()
-            .clamp_(max=self.window + 1)
-        )
-        lut = self._lut_rows(kp.device, kp.dtype)
-        rows = lut.index_select(0, ax.reshape(-1)).view(n * k, w, -1).transpose(1, 2)
-        return self._paste_rows(rows, mu[..., 1], drawn, n, k), weights
+        kernel = torch.from_numpy(self._kernel).to(device=kp.device, dtype=kp.dtype)
+        return self._paste_windows(kernel, mu, drawn, n, k), weights
 
     def _encode_unbiased(self, kp: Tensor, vis: Tensor) -> tuple[Tensor, Tensor]:
         w, h = self.heatmap_size
@@ -689,7 +704,7 @@ class MSRAHeatmap(_HeatmapCodec):
         mu = kp / stride
         r = self.radius
         if self.convention == "official":
-            lo, hi = torch.trunc(mu - r), torch.trunc(mu + r + 1)
+            lo, hi = _trunc_long(mu - r), _trunc_long(mu + r + 1)
         else:
             lo, hi = mu - r, mu + r + 1
         off = (lo[..., 0] >= w) | (lo[..., 1] >= h) | (hi[..., 0] < 0) | (hi[..., 1] < 0)
@@ -746,14 +761,11 @@ class UDPHeatmap(_HeatmapCodec):
         mu, weights, drawn = self._integer_centres(kp_hm, vis)
         r = self.window
         # Window index j = dx + r against the centre r + (kp - mu), in float64 like mmpose.
-        centre = r + (kp_hm.double() - mu.double())
-        dx = torch.arange(w, device=kp.device) - mu[..., 0, None]
-        gx = torch.exp(-(((dx + r).double() - centre[..., 0, None]) ** 2) / (2 * self.sigma**2))
-        gx = torch.where(dx.abs() <= r, gx, 0.0)
+        centre = r + (kp_hm.reshape(-1, 2).double() - mu.double())
         j = torch.arange(2 * r + 1, dtype=torch.float64, device=kp.device)
-        gy = torch.exp(-((j - centre[..., 1, None]) ** 2) / (2 * self.sigma**2))
-        rows = (gy[..., :, None] * gx[..., None, :]).to(kp.dtype).view(n * k, 2 * r + 1, w)
-        return self._paste_rows(rows, mu[..., 1], drawn, n, k), weights
+        g = torch.exp(-((j - centre[:, :, None]) ** 2) / (2 * self.sigma**2))  # (N*K, 2, 2r+1)
+        values = (g[:, 1, :, None] * g[:, 0, None, :]).to(kp.dtype)
+        return self._paste_windows(values, mu, drawn, n, k), weights
 
     def _to_input(self, coords: Tensor) -> Tensor:
         if self.convention == "mmpose":
