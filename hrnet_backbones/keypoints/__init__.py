@@ -16,6 +16,18 @@ from .codecs import (
     refine_dark_udp,
     refine_quarter_offset,
 )
+from .datasets import (
+    AFLW_19,
+    COCO_KEYPOINTS,
+    COFW_29,
+    LAYOUTS,
+    MPII_KEYPOINTS,
+    W300_68,
+    WFLW_98,
+    KeypointLayout,
+    UnknownLayoutError,
+    get_layout,
+)
 from .transforms import (
     affine_transform_points,
     box_to_center_scale,
@@ -26,8 +38,17 @@ from .transforms import (
 )
 
 __all__ = [
+    "AFLW_19",
+    "COCO_KEYPOINTS",
+    "COFW_29",
+    "LAYOUTS",
+    "MPII_KEYPOINTS",
+    "W300_68",
+    "WFLW_98",
+    "KeypointLayout",
     "MSRAHeatmap",
     "UDPHeatmap",
+    "UnknownLayoutError",
     "affine_transform_points",
     "box_to_center_scale",
     "crop_image",
@@ -36,6 +57,7 @@ __all__ = [
     "gaussian_kernel1d",
     "get_affine_transform",
     "get_heatmap_maximum",
+    "get_layout",
     "refine_dark",
     "refine_dark_udp",
     "refine_quarter_offset",
