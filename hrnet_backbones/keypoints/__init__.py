@@ -28,6 +28,7 @@ from .datasets import (
     UnknownLayoutError,
     get_layout,
 )
+from .flip import flip_back, flip_permutation, flip_test, fliplr_joints
 from .transforms import (
     affine_transform_points,
     box_to_center_scale,
@@ -53,6 +54,10 @@ __all__ = [
     "box_to_center_scale",
     "crop_image",
     "decode_heatmaps",
+    "flip_back",
+    "flip_permutation",
+    "flip_test",
+    "fliplr_joints",
     "gaussian_blur",
     "gaussian_kernel1d",
     "get_affine_transform",
