@@ -29,6 +29,7 @@ from .datasets import (
     get_layout,
 )
 from .flip import flip_back, flip_permutation, flip_test, fliplr_joints
+from .loss import KeypointMSELoss
 from .transforms import (
     affine_transform_points,
     box_to_center_scale,
@@ -47,6 +48,7 @@ __all__ = [
     "W300_68",
     "WFLW_98",
     "KeypointLayout",
+    "KeypointMSELoss",
     "MSRAHeatmap",
     "UDPHeatmap",
     "UnknownLayoutError",
