@@ -30,6 +30,18 @@ from .datasets import (
 )
 from .flip import flip_back, flip_permutation, flip_test, fliplr_joints
 from .loss import KeypointMSELoss
+from .metrics import (
+    auc_nme,
+    coco_keypoint_stats,
+    failure_rate,
+    keypoint_auc,
+    keypoint_epe,
+    keypoint_pck_accuracy,
+    nme,
+    oks,
+    oks_matrix,
+    pck_accuracy,
+)
 from .transforms import (
     affine_transform_points,
     box_to_center_scale,
@@ -53,9 +65,12 @@ __all__ = [
     "UDPHeatmap",
     "UnknownLayoutError",
     "affine_transform_points",
+    "auc_nme",
     "box_to_center_scale",
+    "coco_keypoint_stats",
     "crop_image",
     "decode_heatmaps",
+    "failure_rate",
     "flip_back",
     "flip_permutation",
     "flip_test",
@@ -65,6 +80,13 @@ __all__ = [
     "get_affine_transform",
     "get_heatmap_maximum",
     "get_layout",
+    "keypoint_auc",
+    "keypoint_epe",
+    "keypoint_pck_accuracy",
+    "nme",
+    "oks",
+    "oks_matrix",
+    "pck_accuracy",
     "refine_dark",
     "refine_dark_udp",
     "refine_quarter_offset",
