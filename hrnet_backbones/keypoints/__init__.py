@@ -28,6 +28,7 @@ from .datasets import (
     UnknownLayoutError,
     get_layout,
 )
+from .draw import draw_keypoints, save_overlay
 from .flip import flip_back, flip_permutation, flip_test, fliplr_joints
 from .loss import KeypointMSELoss
 from .metrics import (
@@ -70,6 +71,7 @@ __all__ = [
     "coco_keypoint_stats",
     "crop_image",
     "decode_heatmaps",
+    "draw_keypoints",
     "failure_rate",
     "flip_back",
     "flip_permutation",
@@ -90,6 +92,7 @@ __all__ = [
     "refine_dark",
     "refine_dark_udp",
     "refine_quarter_offset",
+    "save_overlay",
     "transform_preds",
     "warp_affine",
 ]
