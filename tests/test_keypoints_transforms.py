@@ -241,3 +241,15 @@ def test_warp_affine_keeps_uint8_images_uint8_and_numpy_in_numpy_out():
 def test_warp_affine_rejects_a_trans_per_image_mismatch():
     with pytest.raises(ValueError, match="trans must be"):
         warp_affine(torch.zeros(3, 1, 8, 8), torch.zeros(2, 2, 3), (8, 8))
+
+
+@pytest.mark.parametrize("udp", [False, True])
+def test_transform_preds_inverts_the_crop_affine_with_and_without_rotation(udp):
+    rng = np.random.default_rng(13)
+    center = rng.uniform(100, 500, size=(6, 2))
+    scale = rng.uniform(0.5, 2, size=(6, 2))
+    points = rng.uniform(0, 600, size=(6, 17, 2))
+    for rot in (0.0, rng.uniform(-45, 45, size=6)):
+        crop = affine_transform_points(points, get_affine_transform(center, scale, rot, INPUT, udp=udp))
+        back = transform_preds(crop, center, scale, INPUT, rot=rot, udp=udp)
+        np.testing.assert_allclose(back, points, rtol=0, atol=1e-9)

@@ -560,10 +560,7 @@ class _HeatmapCodec:
                     f"got {tuple(vis.shape)}"
                 )
             vis = vis.to(device=kp.device, dtype=dtype)
-        finite = torch.isfinite(kp).all(dim=-1)
-        vis = torch.where(finite, vis, 0.0)
-        kp = torch.where(finite[..., None], kp, 0.0)
-        heatmaps, weights = self._encode(kp, vis)
+        heatmaps, weights = self._encode(kp, vis, torch.isfinite(kp).all(dim=-1))
         if joint_weights is not None:
             jw, _ = as_tensor(joint_weights, "joint_weights")
             if jw.shape != (kp.shape[1],):
@@ -573,18 +570,23 @@ class _HeatmapCodec:
             weights = weights * jw.to(device=weights.device, dtype=weights.dtype)
         return to_output(heatmaps, as_np), to_output(weights, as_np)
 
-    def _encode(self, kp: Tensor, vis: Tensor) -> tuple[Tensor, Tensor]:
+    def _encode(self, kp: Tensor, vis: Tensor, finite: Tensor) -> tuple[Tensor, Tensor]:
+        """``finite`` (N, K): keypoints with finite coordinates; the others count as invisible."""
         raise NotImplementedError
 
-    def _integer_centres(self, kp_hm: Tensor, vis: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``mu = int(kp_hm + 0.5)`` (N*K, 2), the official in-bounds test and the "drawn" mask."""
+    def _integer_centres(self, kp_hm: Tensor, vis: Tensor, finite: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``mu = int(kp_hm + 0.5)`` (N*K, 2), the weights after the official in-bounds test, the drawn mask.
+
+        The official test ``int(mu - r) >= W or int(mu + r + 1) < 0`` is, for an integer ``mu`` and ``W >= 1``,
+        ``mu >= W + r or mu <= -r - 2``.
+        """
         w, h = self.heatmap_size
-        mu = _trunc_long(kp_hm + 0.5).reshape(-1, 2)
-        ul = _trunc_long(mu - self.radius)
-        br = _trunc_long(mu + self.radius + 1)
-        off = (ul[:, 0] >= w) | (ul[:, 1] >= h) | (br[:, 0] < 0) | (br[:, 1] < 0)
-        weights = torch.where(off.view(vis.shape), 0.0, vis)
-        return mu, weights, (weights > 0.5).reshape(-1)
+        mu = _trunc_long(kp_hm + 0.5).view(-1, 2)
+        bounds = torch.tensor([[w + self.radius, h + self.radius], [-self.radius - 2, -self.radius - 2]])
+        bounds = bounds.to(device=mu.device, dtype=kp_hm.dtype)
+        on = finite.view(-1) & ((mu < bounds[0]) & (mu > bounds[1])).all(dim=1)
+        weights = torch.where(on.view(vis.shape), vis, 0.0)
+        return mu, weights, (weights > 0.5).view(-1)
 
     def _paste_windows(self, values: Tensor, mu: Tensor, drawn: Tensor, n: int, k: int) -> Tensor:
         """Zero maps with each drawn keypoint's ``(2r+1)^2`` window of ``values`` centred on its integer ``mu``,
@@ -594,16 +596,18 @@ class _HeatmapCodec:
         offs = torch.arange(-r, r + 1, device=mu.device)
         xs = mu[:, :1] + offs
         ys = mu[:, 1:] + offs
-        ok_y = (ys >= 0) & (ys < h) & drawn[:, None]
-        ok_x = (xs >= 0) & (xs < w)
-        rows = torch.arange(m, device=mu.device)[:, None] * (h * w) + ys * w
-        # Pixels off the map (and undrawn keypoints) go to one spare element past the end.
-        idx = (rows[:, :, None] + xs[:, None, :]).masked_fill_(
-            ~(ok_y[:, :, None] & ok_x[:, None, :]), m * h * w
+        xs_on = xs.clamp(0, w - 1)
+        ys_on = ys.clamp(0, h - 1)
+        # Rows off the map (or of undrawn keypoints) go to a spare row past the end; columns off the map are
+        # clamped onto the border and add 0 there (windows of different keypoints never share a map, so the
+        # sums are exact: x + 0 = x in any order).
+        rows = torch.where(
+            (ys_on == ys) & drawn[:, None], (ys_on + torch.arange(m, device=mu.device)[:, None] * h), m * h
         )
-        out = torch.zeros(m * h * w + 1, dtype=values.dtype, device=values.device)
-        # scatter_ is several times faster than index_put_ here; only the spare element sees duplicates.
-        out.scatter_(0, idx.view(-1), values.expand(m, *idx.shape[1:]).reshape(-1))
+        idx = (rows * w)[:, :, None] + xs_on[:, None, :]
+        vals = values * (xs_on == xs).to(values.dtype)[:, None, :]
+        out = torch.zeros((m * h + 1) * w, dtype=values.dtype, device=values.device)
+        out.scatter_add_(0, idx.view(-1), vals.expand(m, -1, -1).reshape(-1))
         return out[: m * h * w].view(n, k, h, w)
 
     # -- decode -------------------------------------------------------------------------------------------
@@ -688,17 +692,17 @@ class MSRAHeatmap(_HeatmapCodec):
     def _extra_repr(self) -> str:
         return f", unbiased={self.unbiased}"
 
-    def _encode(self, kp: Tensor, vis: Tensor) -> tuple[Tensor, Tensor]:
+    def _encode(self, kp: Tensor, vis: Tensor, finite: Tensor) -> tuple[Tensor, Tensor]:
         n, k = kp.shape[:2]
         if self.unbiased:
-            return self._encode_unbiased(kp, vis)
+            return self._encode_unbiased(kp, vis, finite)
         # The official feat_stride is a float64 array: x / stride is evaluated in float64.
         stride = torch.tensor(self.stride, dtype=torch.float64, device=kp.device)
-        mu, weights, drawn = self._integer_centres(kp.double() / stride, vis)
+        mu, weights, drawn = self._integer_centres(kp.double() / stride, vis, finite)
         kernel = torch.from_numpy(self._kernel).to(device=kp.device, dtype=kp.dtype)
         return self._paste_windows(kernel, mu, drawn, n, k), weights
 
-    def _encode_unbiased(self, kp: Tensor, vis: Tensor) -> tuple[Tensor, Tensor]:
+    def _encode_unbiased(self, kp: Tensor, vis: Tensor, finite: Tensor) -> tuple[Tensor, Tensor]:
         w, h = self.heatmap_size
         stride = torch.tensor(self.stride, dtype=torch.float32, device=kp.device).to(kp.dtype)
         mu = kp / stride
@@ -707,7 +711,7 @@ class MSRAHeatmap(_HeatmapCodec):
             lo, hi = _trunc_long(mu - r), _trunc_long(mu + r + 1)
         else:
             lo, hi = mu - r, mu + r + 1
-        off = (lo[..., 0] >= w) | (lo[..., 1] >= h) | (hi[..., 0] < 0) | (hi[..., 1] < 0)
+        off = (lo[..., 0] >= w) | (lo[..., 1] >= h) | (hi[..., 0] < 0) | (hi[..., 1] < 0) | ~finite
         weights = torch.where(off, 0.0, vis)
         drawn = weights > 0.5
         xs = torch.arange(w, dtype=kp.dtype, device=kp.device)
@@ -754,11 +758,11 @@ class UDPHeatmap(_HeatmapCodec):
             )
         self.scale_factor = (float(np.float32((w - 1) / (ww - 1))), float(np.float32((h - 1) / (hh - 1))))
 
-    def _encode(self, kp: Tensor, vis: Tensor) -> tuple[Tensor, Tensor]:
+    def _encode(self, kp: Tensor, vis: Tensor, finite: Tensor) -> tuple[Tensor, Tensor]:
         n, k = kp.shape[:2]
-        w, h = self.heatmap_size
+        kp = torch.where(finite[..., None], kp, 0.0)  # keeps NaN out of the (undrawn) windows
         kp_hm = kp / torch.tensor(self.scale_factor, dtype=kp.dtype, device=kp.device)
-        mu, weights, drawn = self._integer_centres(kp_hm, vis)
+        mu, weights, drawn = self._integer_centres(kp_hm, vis, finite)
         r = self.window
         # Window index j = dx + r against the centre r + (kp - mu), in float64 like mmpose.
         centre = r + (kp_hm.reshape(-1, 2).double() - mu.double())

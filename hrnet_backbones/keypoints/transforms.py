@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -132,11 +133,14 @@ def _affine_matrix(
     k, theta, c, d = _similarity(c, s, r, output_size, udp, pixel_std)
     k, theta = torch.broadcast_tensors(k, theta)
     cos, sin = torch.cos(theta), torch.sin(theta)
+    # forward: k R(-theta), inverse: R(theta) / k
+    sign = -1.0 if inv else 1.0
+    a = torch.stack((cos, sign * sin, -sign * sin, cos), dim=-1).view(*k.shape, 2, 2)
     if not inv:
-        a = torch.stack((torch.stack((cos, sin), -1), torch.stack((-sin, cos), -1)), -2) * k[..., None, None]
+        a = a * k[..., None, None]
         t = d - (a @ c[..., None])[..., 0]
     else:
-        a = torch.stack((torch.stack((cos, -sin), -1), torch.stack((sin, cos), -1)), -2) / k[..., None, None]
+        a = a / k[..., None, None]
         t = c - (a @ d[..., None])[..., 0]
     return torch.cat((a, t[..., None]), dim=-1), as_np, out_dtype
 
@@ -214,18 +218,29 @@ def transform_preds(
     Returns:
         ``(N, K, 2)`` original-image ``(x, y)``.
     """
-    c, as_np = as_tensor(coords, "coords")
-    if c.ndim < 2 or c.shape[-1] < 2:
-        raise ValueError(f"coords must have shape (N, K, 2), got {tuple(c.shape)}")
-    trans, _, _ = _affine_matrix(center, scale, rot, output_size, True, udp, pixel_std)
-    if trans.shape[:-2] != c.shape[:-2]:
+    q, as_np = as_tensor(coords, "coords")
+    if q.ndim < 2 or q.shape[-1] < 2:
+        raise ValueError(f"coords must have shape (N, K, 2), got {tuple(q.shape)}")
+    q = _float(q)
+    no_rotation = not isinstance(rot, (Tensor, np.ndarray)) and float(rot) == 0.0
+    if no_rotation:
+        c, s, r, _, _ = _prepare_cs(center, scale, rot)
+        boxes = c.shape[:-1]
+    else:
+        trans, _, _ = _affine_matrix(center, scale, rot, output_size, True, udp, pixel_std)
+        boxes = trans.shape[:-2]
+    if boxes != q.shape[:-2]:
         raise ValueError(
-            f"coords {tuple(c.shape)} and center/scale give {tuple(trans.shape[:-2])} boxes; "
-            "need one box per instance (N, 2)"
+            f"coords {tuple(q.shape)} and center/scale give {tuple(boxes)} boxes; need one box per instance (N, 2)"
         )
-    c = _float(c)
-    out = _apply_affine(c[..., :2].to(trans.dtype), trans.to(c.device)).to(c.dtype)
-    return to_output(out, as_np)
+    if no_rotation:
+        # The test-time case: p = c + (q - d) / k, without building matrices.
+        k, _, c, d = _similarity(c, s, r, size_pair(output_size, "output_size"), udp, pixel_std)
+        c, d, k = c.to(q.device), d.to(q.device), k.to(q.device)
+        out = c[..., None, :] + (q[..., :2].to(c.dtype) - d) / k[..., None, None]
+    else:
+        out = _apply_affine(q[..., :2].to(trans.dtype), trans.to(q.device))
+    return to_output(out.to(q.dtype), as_np)
 
 
 def _invert_affine(trans: Tensor) -> Tensor:
