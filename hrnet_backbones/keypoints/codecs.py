@@ -40,11 +40,13 @@ toward zero (not floor), as both reference implementations do.
 
 Exactness: MSRA and UDP targets are bit-identical to the references; DARK targets are within two float32 ulps
 (PyTorch's and NumPy's float32 ``exp`` differ in the last bit); argmax and quarter-offset coordinates are exact;
-DARK/UDP refinement agrees to ~1e-5 heatmap px (our blur is evaluated in float64, as in DarkPose).
+DARK/UDP refinement agrees to ~1e-5 heatmap px (DarkPose blurs in float64, mmpose in float32, we in the
+heatmaps' precision with the Newton step in float64).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Literal
@@ -137,8 +139,17 @@ def _flat_argmax(flat: Tensor) -> Tensor:
 def _prepare_heatmaps(heatmaps: ArrayLike) -> tuple[Tensor, bool]:
     hm, as_np = as_tensor(heatmaps, "heatmaps")
     check_heatmaps(hm)
-    hm = hm.to(compute_dtype(hm.dtype))
-    return hm, as_np
+    dtype = compute_dtype(hm.dtype)
+    return (hm if hm.dtype == dtype else hm.to(dtype)), as_np
+
+
+@functools.lru_cache(maxsize=64)
+def _grid_constants(device: torch.device, h: int, w: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Small per-(device, map size) constants for the quarter offset: neighbour steps ``(4, 2)``, the last
+    pixel ``(W-1, H-1)``, the map size ``(W, H)`` and the flat-index weights ``(1, W)``."""
+    steps = torch.tensor([[1, 0], [-1, 0], [0, 1], [0, -1]], device=device)
+    last = torch.tensor([w - 1, h - 1], device=device)
+    return steps, last, last + 1, torch.tensor([1, w], device=device)
 
 
 def _flatten(hm: Tensor) -> Tensor:
@@ -146,11 +157,11 @@ def _flatten(hm: Tensor) -> Tensor:
     return hm.reshape(n * k, h * w)
 
 
-def _argmax_flat(flat: Tensor, w: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Integer ``x``, ``y`` of the first maximum of each row and the maximum, each ``(M,)``."""
+def _argmax_flat(flat: Tensor, w: int) -> tuple[Tensor, Tensor]:
+    """Integer ``(x, y)`` ``(M, 2)`` of the first maximum of each row, and the maximum ``(M,)``."""
     idx = _flat_argmax(flat)
     vals = flat.gather(1, idx[:, None])[:, 0]
-    return idx % w, idx // w, vals
+    return torch.stack((idx % w, idx // w), dim=1), vals
 
 
 def _pixel_coords(
@@ -180,25 +191,21 @@ def get_heatmap_maximum(heatmaps: ArrayLike, invalid_value: float = 0.0) -> tupl
     """
     hm, as_np = _prepare_heatmaps(heatmaps)
     n, k, _, w = hm.shape
-    x, y, vals = _argmax_flat(_flatten(hm), w)
-    coords = torch.stack((x, y), dim=1).to(hm.dtype)
-    coords = torch.where((vals > 0)[:, None], coords, float(invalid_value))
+    p, vals = _argmax_flat(_flatten(hm), w)
+    coords = torch.where((vals > 0)[:, None], p.to(hm.dtype), float(invalid_value))
     return to_output(coords.view(n, k, 2), as_np), to_output(vals.view(n, k), as_np)
 
 
-def _quarter_offsets(flat: Tensor, px: Tensor, py: Tensor, h: int, w: int, border: str) -> Tensor:
-    """``(M, 2)`` quarter-pixel shifts for integer pixels ``px, py`` (see :func:`refine_quarter_offset`)."""
-    xs = torch.stack((px + 1, px - 1, px, px), dim=1).clamp_(0, w - 1)
-    ys = torch.stack((py, py, py + 1, py - 1), dim=1).clamp_(0, h - 1)
-    v = flat.gather(1, ys * w + xs).view(-1, 2, 2)
-    step = torch.sign(v[:, :, 0] - v[:, :, 1])  # (M, 2): sign of the x and y differences
-    in_x = (px > 1) & (px < w - 1)
-    in_y = (py > 1) & (py < h - 1)
-    if border == "both":
-        ok = (in_x & in_y)[:, None]
-    else:
-        ok = torch.stack((in_x & (py > 0) & (py < h), in_y & (px > 0) & (px < w)), dim=1)
-    return torch.where(ok, step * 0.25, 0.0)
+def _quarter_offsets(flat: Tensor, p: Tensor, h: int, w: int, border: str) -> Tensor:
+    """``(M, 2)`` quarter-pixel shifts for integer pixels ``p`` ``(M, 2)`` (see :func:`refine_quarter_offset`)."""
+    steps, last, size, to_flat = _grid_constants(flat.device, h, w)
+    nb = torch.clamp(p[:, None, :] + steps, min=torch.zeros_like(last), max=last)  # x+1, x-1, y+1, y-1
+    v = flat.gather(1, (nb * to_flat).sum(-1)).view(-1, 2, 2)
+    step = torch.sign(v[:, :, 0] - v[:, :, 1])  # (M, 2): signs of the x and y differences
+    inside = (p > 1) & (p < last)  # 1 < x < W-1, 1 < y < H-1
+    # "per_axis": x moves if 0 < y < H, y moves if 0 < x < W
+    ok = inside.all(dim=1, keepdim=True) if border == "both" else inside & ((p > 0) & (p < size)).flip(1)
+    return step * ok * 0.25
 
 
 def refine_quarter_offset(
@@ -224,7 +231,7 @@ def refine_quarter_offset(
     hm, as_np = _prepare_heatmaps(heatmaps)
     n, k, h, w = hm.shape
     c, px, py = _pixel_coords(hm, coords, "floor")
-    out = c + _quarter_offsets(_flatten(hm), px, py, h, w, border)
+    out = c + _quarter_offsets(_flatten(hm), torch.stack((px, py), dim=1), h, w, border)
     return to_output(out.view(n, k, 2), as_np)
 
 
@@ -282,9 +289,14 @@ def _blur_full(hm: Tensor, kernel_size: int, rescale: bool) -> Tensor:
     return x
 
 
-def _band(kernel: Tensor, size: int, out: int) -> Tensor:
-    """``band[j, c] = kernel[j - c]`` (0 outside): a correlation of ``size`` inputs into ``out`` outputs."""
-    j = torch.arange(size, device=kernel.device)[:, None] - torch.arange(out, device=kernel.device)[None, :]
+def _band(kernel: Tensor, size: int, out: int, offset: int = 0) -> Tensor:
+    """``band[j, c] = kernel[j - c + offset]`` (0 outside): a correlation of ``size`` inputs into ``out`` outputs.
+    ``offset = kernel_size // 2`` with ``out = size`` is a "same"-size blur with zero padding."""
+    j = (
+        torch.arange(size, device=kernel.device)[:, None]
+        - torch.arange(out, device=kernel.device)[None, :]
+        + offset
+    )
     return torch.where((j >= 0) & (j < kernel.numel()), kernel[j.clamp(0, kernel.numel() - 1)], 0.0)
 
 
@@ -293,10 +305,36 @@ def _blurred_patch(
 ) -> Tensor:
     """Blurred (zero-padded, not rescaled) values at ``(px + dx, py + dy)`` for ``|dx|, |dy| <= radius``.
 
-    Only the ``(2 * (radius + kernel_size // 2) + 1)^2`` window around each pixel is read, so decoding never
+    Only a ``(2 * (radius + kernel_size // 2) + 1)^2`` window around each pixel is read, so decoding never
     blurs whole maps. ``px, py`` must lie on the map. Returns ``(M, 2r+1, 2r+1)`` indexed
-    ``[dy + r, dx + r]``, in ``kernel.dtype``.
+    ``[dy + r, dx + r]``, in ``kernel.dtype``; entries for positions off the map are unspecified.
     """
+    size = 2 * (radius + kernel.numel() // 2) + 1
+    if h < size or w < size or not flat.is_contiguous():
+        return _blurred_patch_masked(flat, px, py, h, w, kernel, radius)
+    m, wr, p = flat.shape[0], size // 2, 2 * radius + 1
+    # The window is moved inside the map where it would stick out: every map pixel the blur needs is still
+    # in it, and blurring the window alone ("same" size, zeros beyond it) gives the map's zero-padded blur at
+    # the pixels we keep. Rows of a sliding view of the flat maps are copied with one index_select.
+    x0 = (px - wr).clamp(0, w - size)
+    y0 = (py - wr).clamp(0, h - size)
+    ar = torch.arange(size, device=flat.device)
+    starts = (torch.arange(m, device=flat.device) * (h * w) + y0 * w + x0)[:, None] + ar * w
+    rows = flat.view(-1).unfold(0, size, 1).index_select(0, starts.view(-1))
+    same = _band(kernel, size, size, offset=kernel.numel() // 2)
+    blur_x = (rows.to(kernel.dtype) @ same).view(m, size, size)  # [m, row, col]
+    # Window columns of px-r .. px+r; positions off the map (never used by the callers) repeat the border.
+    keep_x = ((px - radius - x0)[:, None] + ar[:p]).clamp_(0, size - 1)
+    blur_x = blur_x.gather(2, keep_x[:, None, :].expand(m, size, p))  # (M, size, p)
+    blur_xy = (blur_x.transpose(1, 2).reshape(m * p, size) @ same).view(m, p, size)  # [m, dx, row]
+    keep_y = ((py - radius - y0)[:, None] + ar[:p]).clamp_(0, size - 1)
+    return blur_xy.gather(2, keep_y[:, None, :].expand(m, p, p)).transpose(1, 2)
+
+
+def _blurred_patch_masked(
+    flat: Tensor, px: Tensor, py: Tensor, h: int, w: int, kernel: Tensor, radius: int
+) -> Tensor:
+    """:func:`_blurred_patch` for maps smaller than the window: gather it pixel by pixel, zeros outside."""
     m = flat.shape[0]
     wr = radius + kernel.numel() // 2
     size, p = 2 * wr + 1, 2 * radius + 1
@@ -339,9 +377,13 @@ def _dark_offsets(hm: Tensor, px: Tensor, py: Tensor, kernel_size: int) -> Tenso
     """DarkPose Taylor step for integer pixels (see :func:`refine_dark`), ``(M, 2)`` in an accurate dtype."""
     n, k, h, w = hm.shape
     acc = accurate_dtype(hm.device)
-    kernel = gaussian_kernel1d(kernel_size, dtype=acc, device=hm.device)
+    # The blur runs in the heatmaps' precision (float32 like mmpose, float64 for float64 maps), the log and the
+    # Newton step in float64.
+    kernel = gaussian_kernel1d(kernel_size, dtype=hm.dtype, device=hm.device)
     inside = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2)
-    patch = _blurred_patch(_flatten(hm), px.clamp(0, w - 1), py.clamp(0, h - 1), h, w, kernel, radius=2)
+    patch = _blurred_patch(_flatten(hm), px.clamp(0, w - 1), py.clamp(0, h - 1), h, w, kernel, radius=2).to(
+        acc
+    )
     # The reference rescales each blurred map by max / blurred max (>= 1 when the max is > 0); a constant
     # factor cancels in the log-derivatives, so it matters only where the 1e-10 floor can clamp a value.
     clamp = inside & (patch.flatten(1).amin(dim=1) < _DARK_FLOOR)
@@ -364,13 +406,13 @@ def _udp_offsets(hm: Tensor, px: Tensor, py: Tensor, kernel_size: int) -> Tensor
     """UDP Newton step for integer pixels (see :func:`refine_dark_udp`), ``(M, 2)`` in an accurate dtype."""
     n, k, h, w = hm.shape
     acc = accurate_dtype(hm.device)
-    kernel = gaussian_kernel1d(kernel_size, dtype=acc, device=hm.device)
+    kernel = gaussian_kernel1d(kernel_size, dtype=hm.dtype, device=hm.device)
     flat = _flatten(hm)
     on_map = (px >= 0) & (px < w) & (py >= 0) & (py < h)
     xc, yc = px.clamp(0, w - 1), py.clamp(0, h - 1)
     peak = flat.gather(1, (yc * w + xc)[:, None])[:, 0]
     valid = on_map & (peak > 0)
-    patch = _blurred_patch(flat, xc, yc, h, w, kernel, radius=1)
+    patch = _blurred_patch(flat, xc, yc, h, w, kernel, radius=1).to(acc)
     # Edge padding: the neighbour at x-1 of column 0 is column 0 itself (offsets into the 3x3 patch).
     lo_x, hi_x = (xc == 0).long(), 2 - (xc == w - 1).long()
     lo_y, hi_y = (yc == 0).long(), 2 - (yc == h - 1).long()
@@ -405,8 +447,9 @@ def refine_dark(heatmaps: ArrayLike, coords: ArrayLike, blur_kernel_size: int = 
     ``H_xx = (L[x+2] - 2 L[x] + L[x-2]) / 4``, ``H_xy = (L[y+1,x+1] - L[y-1,x+1] - L[y+1,x-1] + L[y-1,x-1]) / 4``.
     Others are returned unchanged.
 
-    Only a 15x15 window per keypoint is blurred (in float64); whole maps are blurred only for the rare
-    keypoints where the 1e-10 floor could bite, so the result equals blurring everything.
+    Only a 15x15 window per keypoint is blurred (in the maps' precision; the Newton step in float64); whole
+    maps are blurred only for the rare keypoints where the 1e-10 floor could bite, so the result equals
+    blurring everything.
 
     Args:
         heatmaps: ``(N, K, H, W)``, the raw model output.
@@ -467,15 +510,12 @@ def decode_heatmaps(
     hm, as_np = _prepare_heatmaps(heatmaps)
     n, k, h, w = hm.shape
     flat = _flatten(hm)
-    x, y, scores = _argmax_flat(flat, w)
-    invalid = 0 if convention == "official" else -1
-    found = scores > 0
-    px, py = torch.where(found, x, invalid), torch.where(found, y, invalid)
-    coords = torch.stack((px, py), dim=1).to(hm.dtype)
+    p, scores = _argmax_flat(flat, w)
+    p = torch.where((scores > 0)[:, None], p, 0 if convention == "official" else -1)
+    coords = p.to(hm.dtype)
+    px, py = p[:, 0], p[:, 1]
     if refine == "quarter":
-        coords = coords + _quarter_offsets(
-            flat, px, py, h, w, "both" if convention == "official" else "per_axis"
-        )
+        coords = coords + _quarter_offsets(flat, p, h, w, "both" if convention == "official" else "per_axis")
     elif refine == "dark":
         coords = (coords.to(accurate_dtype(hm.device)) + _dark_offsets(hm, px, py, blur_kernel_size)).to(
             hm.dtype
@@ -524,6 +564,16 @@ class _HeatmapCodec:
         # 3-sigma window; the official code uses tmp_size = 3 * sigma as a float.
         self.radius = 3.0 * self.sigma
         self.window = int(math.floor(self.radius))
+        self._constants: dict[tuple, Tensor] = {}
+
+    def _constant(self, name: str, device: torch.device, dtype: torch.dtype | None, make) -> Tensor:
+        """A small tensor made once per (name, device, dtype) and reused: fewer tiny ops per batch."""
+        key = (name, device, dtype)
+        value = self._constants.get(key)
+        if value is None:
+            value = make().to(device=device, dtype=dtype) if dtype is not None else make().to(device)
+            self._constants[key] = value
+        return value
 
     # -- encode -------------------------------------------------------------------------------------------
     def encode(
@@ -581,10 +631,10 @@ class _HeatmapCodec:
         ``mu >= W + r or mu <= -r - 2``.
         """
         w, h = self.heatmap_size
+        r = self.radius
         mu = _trunc_long(kp_hm + 0.5).view(-1, 2)
-        bounds = torch.tensor([[w + self.radius, h + self.radius], [-self.radius - 2, -self.radius - 2]])
-        bounds = bounds.to(device=mu.device, dtype=kp_hm.dtype)
-        on = finite.view(-1) & ((mu < bounds[0]) & (mu > bounds[1])).all(dim=1)
+        upper = self._constant("upper", mu.device, kp_hm.dtype, lambda: torch.tensor([w + r, h + r]))
+        on = finite.view(-1) & ((mu < upper) & (mu > -r - 2)).all(dim=1)
         weights = torch.where(on.view(vis.shape), vis, 0.0)
         return mu, weights, (weights > 0.5).view(-1)
 
@@ -593,7 +643,7 @@ class _HeatmapCodec:
         clipped at the borders. ``values`` is ``(2r+1, 2r+1)`` (shared) or ``(N*K, 2r+1, 2r+1)``."""
         w, h = self.heatmap_size
         m, r = n * k, self.window
-        offs = torch.arange(-r, r + 1, device=mu.device)
+        offs = self._constant("offsets", mu.device, None, lambda: torch.arange(-r, r + 1))
         xs = mu[:, :1] + offs
         ys = mu[:, 1:] + offs
         xs_on = xs.clamp(0, w - 1)
@@ -601,9 +651,8 @@ class _HeatmapCodec:
         # Rows off the map (or of undrawn keypoints) go to a spare row past the end; columns off the map are
         # clamped onto the border and add 0 there (windows of different keypoints never share a map, so the
         # sums are exact: x + 0 = x in any order).
-        rows = torch.where(
-            (ys_on == ys) & drawn[:, None], (ys_on + torch.arange(m, device=mu.device)[:, None] * h), m * h
-        )
+        first_rows = self._constant(f"rows{m}", mu.device, None, lambda: torch.arange(m)[:, None] * h)
+        rows = torch.where((ys_on == ys) & drawn[:, None], ys_on + first_rows, m * h)
         idx = (rows * w)[:, :, None] + xs_on[:, None, :]
         vals = values * (xs_on == xs).to(values.dtype)[:, None, :]
         out = torch.zeros((m * h + 1) * w, dtype=values.dtype, device=values.device)
@@ -697,9 +746,9 @@ class MSRAHeatmap(_HeatmapCodec):
         if self.unbiased:
             return self._encode_unbiased(kp, vis, finite)
         # The official feat_stride is a float64 array: x / stride is evaluated in float64.
-        stride = torch.tensor(self.stride, dtype=torch.float64, device=kp.device)
+        stride = self._constant("stride", kp.device, torch.float64, lambda: torch.tensor(self.stride))
         mu, weights, drawn = self._integer_centres(kp.double() / stride, vis, finite)
-        kernel = torch.from_numpy(self._kernel).to(device=kp.device, dtype=kp.dtype)
+        kernel = self._constant("kernel", kp.device, kp.dtype, lambda: torch.from_numpy(self._kernel))
         return self._paste_windows(kernel, mu, drawn, n, k), weights
 
     def _encode_unbiased(self, kp: Tensor, vis: Tensor, finite: Tensor) -> tuple[Tensor, Tensor]:

@@ -222,25 +222,36 @@ def transform_preds(
     if q.ndim < 2 or q.shape[-1] < 2:
         raise ValueError(f"coords must have shape (N, K, 2), got {tuple(q.shape)}")
     q = _float(q)
-    no_rotation = not isinstance(rot, (Tensor, np.ndarray)) and float(rot) == 0.0
-    if no_rotation:
-        c, s, r, _, _ = _prepare_cs(center, scale, rot)
-        boxes = c.shape[:-1]
-    else:
+    if isinstance(rot, (Tensor, np.ndarray)) or float(rot) != 0.0:
         trans, _, _ = _affine_matrix(center, scale, rot, output_size, True, udp, pixel_std)
-        boxes = trans.shape[:-2]
-    if boxes != q.shape[:-2]:
+        _check_boxes(trans.shape[:-2], q)
+        out = _apply_affine(q[..., :2].to(trans.dtype), trans.to(q.device))
+        return to_output(out.to(q.dtype), as_np)
+    # The test-time case, no rotation: p = c + (q - d) * box_w / out_w, without building matrices.
+    c, _ = as_tensor(center, "center")
+    s, _ = as_tensor(scale, "scale")
+    if c.shape[-1:] != (2,) or s.shape not in (c.shape, c.shape[:-1]):
+        raise ValueError(
+            f"need center (N, 2) and scale (N, 2) or (N,), got {tuple(c.shape)} and {tuple(s.shape)}"
+        )
+    _check_boxes(c.shape[:-1], q)
+    out_w, out_h = size_pair(output_size, "output_size")
+    acc = accurate_dtype(q.device)
+    box_w = (s[..., 0] if s.ndim == c.ndim else s).to(device=q.device, dtype=acc) * pixel_std
+    if udp:
+        per_px, d = (box_w - 1) / (out_w - 1), ((out_w - 1) * 0.5, (out_h - 1) * 0.5)
+    else:
+        per_px, d = box_w / out_w, (out_w * 0.5, out_h * 0.5)
+    shifted = q[..., :2].to(acc) - torch.tensor(d, dtype=acc, device=q.device)
+    out = c.to(device=q.device, dtype=acc)[..., None, :] + shifted * per_px[..., None, None]
+    return to_output(out.to(q.dtype), as_np)
+
+
+def _check_boxes(boxes: tuple[int, ...], q: Tensor) -> None:
+    if tuple(boxes) != tuple(q.shape[:-2]):
         raise ValueError(
             f"coords {tuple(q.shape)} and center/scale give {tuple(boxes)} boxes; need one box per instance (N, 2)"
         )
-    if no_rotation:
-        # The test-time case: p = c + (q - d) / k, without building matrices.
-        k, _, c, d = _similarity(c, s, r, size_pair(output_size, "output_size"), udp, pixel_std)
-        c, d, k = c.to(q.device), d.to(q.device), k.to(q.device)
-        out = c[..., None, :] + (q[..., :2].to(c.dtype) - d) / k[..., None, None]
-    else:
-        out = _apply_affine(q[..., :2].to(trans.dtype), trans.to(q.device))
-    return to_output(out.to(q.dtype), as_np)
 
 
 def _invert_affine(trans: Tensor) -> Tensor:
