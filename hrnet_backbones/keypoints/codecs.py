@@ -651,7 +651,7 @@ class _HeatmapCodec:
         # Rows off the map (or of undrawn keypoints) go to a spare row past the end; columns off the map are
         # clamped onto the border and add 0 there (windows of different keypoints never share a map, so the
         # sums are exact: x + 0 = x in any order).
-        first_rows = self._constant(f"rows{m}", mu.device, None, lambda: torch.arange(m)[:, None] * h)
+        first_rows = torch.arange(0, m * h, h, device=mu.device)[:, None]
         rows = torch.where((ys_on == ys) & drawn[:, None], ys_on + first_rows, m * h)
         idx = (rows * w)[:, :, None] + xs_on[:, None, :]
         vals = values * (xs_on == xs).to(values.dtype)[:, None, :]
