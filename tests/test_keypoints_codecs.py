@@ -580,3 +580,14 @@ def test_refine_quarter_offset_per_axis_moves_only_the_axis_inside_its_range():
     coords = np.array([[[3.0, 1.0]]], np.float32)
     np.testing.assert_array_equal(refine_quarter_offset(hm, coords, border="both"), coords)
     np.testing.assert_array_equal(refine_quarter_offset(hm, coords, border="per_axis"), [[[3.25, 1.0]]])
+
+
+@pytest.mark.parametrize("sigma", [1.5, 3.0])
+def test_targets_for_other_sigmas_are_centred_gaussians_in_a_three_sigma_window(sigma):
+    codec = MSRAHeatmap(INPUT, HEATMAP, sigma=sigma)
+    heatmaps, _ = codec.encode(np.array([[[100.0, 120.0]]], np.float32))  # mu = (25, 30)
+    window = int(3 * sigma)
+    yy, xx = np.mgrid[0:H, 0:W]
+    inside = (np.abs(xx - 25) <= window) & (np.abs(yy - 30) <= window)
+    expected = np.where(inside, np.exp(-((xx - 25) ** 2 + (yy - 30) ** 2) / (2 * sigma**2)), 0.0)
+    np.testing.assert_allclose(heatmaps[0, 0], expected, rtol=1e-6, atol=0)
