@@ -638,26 +638,23 @@ class _HeatmapCodec:
         weights = torch.where(on.view(vis.shape), vis, 0.0)
         return mu, weights, (weights > 0.5).view(-1)
 
-    def _paste_windows(self, values: Tensor, mu: Tensor, drawn: Tensor, n: int, k: int) -> Tensor:
-        """Zero maps with each drawn keypoint's ``(2r+1)^2`` window of ``values`` centred on its integer ``mu``,
-        clipped at the borders. ``values`` is ``(2r+1, 2r+1)`` (shared) or ``(N*K, 2r+1, 2r+1)``."""
+    def _assemble_rows(
+        self, table: Tensor, first: Tensor, mu_y: Tensor, drawn: Tensor, n: int, k: int
+    ) -> Tensor:
+        """Build the maps row by row, writing every output element once (no zero fill, no scatter).
+
+        Row ``i`` of keypoint ``m``'s map is ``table[first[m] + i - mu_y[m] + r]`` when ``|i - mu_y[m]| <= r``
+        and the keypoint is drawn, else the table's last row, which is zero. ``table`` is ``(R + 1, W)``; each
+        keypoint's ``2r+1`` full-width window rows start at ``first[m]`` (zero outside the window columns).
+        """
         w, h = self.heatmap_size
-        m, r = n * k, self.window
-        offs = self._constant("offsets", mu.device, None, lambda: torch.arange(-r, r + 1))
-        xs = mu[:, :1] + offs
-        ys = mu[:, 1:] + offs
-        xs_on = xs.clamp(0, w - 1)
-        ys_on = ys.clamp(0, h - 1)
-        # Rows off the map (or of undrawn keypoints) go to a spare row past the end; columns off the map are
-        # clamped onto the border and add 0 there (windows of different keypoints never share a map, so the
-        # sums are exact: x + 0 = x in any order).
-        first_rows = torch.arange(0, m * h, h, device=mu.device)[:, None]
-        rows = torch.where((ys_on == ys) & drawn[:, None], ys_on + first_rows, m * h)
-        idx = (rows * w)[:, :, None] + xs_on[:, None, :]
-        vals = values * (xs_on == xs).to(values.dtype)[:, None, :]
-        out = torch.zeros((m * h + 1) * w, dtype=values.dtype, device=values.device)
-        out.scatter_add_(0, idx.view(-1), vals.expand(m, -1, -1).reshape(-1))
-        return out[: m * h * w].view(n, k, h, w)
+        r = self.window
+        dy = (
+            torch.arange(r, r + h, device=mu_y.device) - mu_y[:, None]
+        )  # (N*K, H): window row of each map row
+        use = (dy >= 0) & (dy <= 2 * r) & drawn[:, None]
+        src = torch.where(use, first[:, None] + dy, table.shape[0] - 1)
+        return table.index_select(0, src.view(-1)).view(n, k, h, w)
 
     # -- decode -------------------------------------------------------------------------------------------
     def decode(self, heatmaps: ArrayLike, refine: Refine | object = _DEFAULT) -> tuple[ArrayLike, ArrayLike]:
@@ -734,9 +731,17 @@ class MSRAHeatmap(_HeatmapCodec):
         self.default_refine = "dark" if self.unbiased else "quarter"
         (w, h), (ww, hh) = self.input_size, self.heatmap_size
         self.stride = (w / ww, h / hh)
-        # The (2r+1)^2 window, with the same float32 arithmetic as the official generate_target.
-        d = np.arange(-self.window, self.window + 1, dtype=np.float32)
-        self._kernel = np.exp(-(d[:, None] ** 2 + d[None, :] ** 2) / np.float32(2 * self.sigma**2))
+        # The (2r+1)^2 window, with the same float32 arithmetic as the official generate_target ...
+        r = self.window
+        d = np.arange(-r, r + 1, dtype=np.float32)
+        kernel = np.exp(-(d[:, None] ** 2 + d[None, :] ** 2) / np.float32(2 * self.sigma**2))
+        # ... laid out as full-width rows for every horizontal position of the centre: rows o*(2r+1) .. o*(2r+1)+2r
+        # are the window rows for mu_x = o - r - 2 (a drawn centre has -r-2 <= mu_x <= W+r), then a zero row.
+        positions = np.arange(ww + 2 * r + 3)
+        dx = np.arange(ww)[None, :] - (positions[:, None] - r - 2)  # (P, W)
+        rows = kernel[:, np.clip(dx + r, 0, 2 * r)].transpose(1, 0, 2)  # (P, 2r+1, W)
+        rows = np.where((np.abs(dx) <= r)[:, None, :], rows, np.float32(0))
+        self._row_table = np.concatenate([rows.reshape(-1, ww), np.zeros((1, ww), np.float32)])
 
     def _extra_repr(self) -> str:
         return f", unbiased={self.unbiased}"
@@ -748,8 +753,9 @@ class MSRAHeatmap(_HeatmapCodec):
         # The official feat_stride is a float64 array: x / stride is evaluated in float64.
         stride = self._constant("stride", kp.device, torch.float64, lambda: torch.tensor(self.stride))
         mu, weights, drawn = self._integer_centres(kp.double() / stride, vis, finite)
-        kernel = self._constant("kernel", kp.device, kp.dtype, lambda: torch.from_numpy(self._kernel))
-        return self._paste_windows(kernel, mu, drawn, n, k), weights
+        table = self._constant("rows", kp.device, kp.dtype, lambda: torch.from_numpy(self._row_table))
+        first = (mu[:, 0] + self.window + 2) * (2 * self.window + 1)
+        return self._assemble_rows(table, first, mu[:, 1], drawn, n, k), weights
 
     def _encode_unbiased(self, kp: Tensor, vis: Tensor, finite: Tensor) -> tuple[Tensor, Tensor]:
         w, h = self.heatmap_size
@@ -812,13 +818,19 @@ class UDPHeatmap(_HeatmapCodec):
         kp = torch.where(finite[..., None], kp, 0.0)  # keeps NaN out of the (undrawn) windows
         kp_hm = kp / torch.tensor(self.scale_factor, dtype=kp.dtype, device=kp.device)
         mu, weights, drawn = self._integer_centres(kp_hm, vis, finite)
-        r = self.window
+        r, (w, _) = self.window, self.heatmap_size
+        m, size = n * k, 2 * self.window + 1
         # Window index j = dx + r against the centre r + (kp - mu), in float64 like mmpose.
         centre = r + (kp_hm.reshape(-1, 2).double() - mu.double())
-        j = torch.arange(2 * r + 1, dtype=torch.float64, device=kp.device)
-        g = torch.exp(-((j - centre[:, :, None]) ** 2) / (2 * self.sigma**2))  # (N*K, 2, 2r+1)
-        values = (g[:, 1, :, None] * g[:, 0, None, :]).to(kp.dtype)
-        return self._paste_windows(values, mu, drawn, n, k), weights
+        j = torch.arange(size, dtype=torch.float64, device=kp.device)
+        gy = torch.exp(-((j - centre[:, 1, None]) ** 2) / (2 * self.sigma**2))  # (N*K, 2r+1)
+        dx = torch.arange(w, device=kp.device) - mu[:, :1]  # (N*K, W): full-width rows
+        gx = torch.exp(-(((dx + r).double() - centre[:, :1]) ** 2) / (2 * self.sigma**2))
+        gx = torch.where(dx.abs() <= r, gx, 0.0)
+        table = torch.zeros(m * size + 1, w, dtype=kp.dtype, device=kp.device)
+        table[:-1] = (gy[:, :, None] * gx[:, None, :]).view(m * size, w)
+        first = torch.arange(0, m * size, size, device=kp.device)
+        return self._assemble_rows(table, first, mu[:, 1], drawn, n, k), weights
 
     def _to_input(self, coords: Tensor) -> Tensor:
         if self.convention == "mmpose":
