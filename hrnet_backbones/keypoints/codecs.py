@@ -127,15 +127,6 @@ def _check_kernel_size(kernel_size: int) -> int:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _flat_argmax(flat: Tensor) -> Tensor:
-    """First index of the row maximum (row-major ties go to the first, like ``np.argmax``)."""
-    if flat.device.type == "cpu" and flat.dtype in (torch.float32, torch.float64):
-        # NumPy's SIMD argmax is several times faster than torch's CPU argmax on (N*K, H*W) rows and has the
-        # same tie and NaN rules; the view is zero-copy.
-        return torch.from_numpy(np.argmax(flat.detach().numpy(), axis=1))
-    return flat.argmax(dim=1)
-
-
 def _prepare_heatmaps(heatmaps: ArrayLike) -> tuple[Tensor, bool]:
     hm, as_np = as_tensor(heatmaps, "heatmaps")
     check_heatmaps(hm)
@@ -158,10 +149,20 @@ def _flatten(hm: Tensor) -> Tensor:
 
 
 def _argmax_flat(flat: Tensor, w: int) -> tuple[Tensor, Tensor]:
-    """Integer ``(x, y)`` ``(M, 2)`` of the first maximum of each row, and the maximum ``(M,)``."""
-    idx = _flat_argmax(flat)
-    vals = flat.gather(1, idx[:, None])[:, 0]
-    return torch.stack((idx % w, idx // w), dim=1), vals
+    """Integer ``(x, y)`` ``(M, 2)`` of the first maximum of each row (row-major ties go to the first pixel,
+    NaN counts as the maximum, like ``np.argmax``), and the maximum ``(M,)``."""
+    if flat.device.type == "cpu" and flat.dtype in (torch.float32, torch.float64):
+        # NumPy's SIMD argmax is several times faster than torch's CPU argmax on (N*K, H*W) rows, with the
+        # same tie and NaN rules; the view is zero-copy and the per-keypoint bookkeeping is cheaper there too.
+        array = flat.detach().numpy()
+        idx = np.argmax(array, axis=1)
+        y, x = np.divmod(idx, w)
+        p = torch.from_numpy(np.stack((x, y), axis=1))
+        if not flat.requires_grad:
+            return p, torch.from_numpy(array[np.arange(len(idx)), idx])
+        return p, flat.gather(1, torch.from_numpy(idx)[:, None])[:, 0]
+    idx = flat.argmax(dim=1)
+    return torch.stack((idx % w, idx // w), dim=1), flat.gather(1, idx[:, None])[:, 0]
 
 
 def _pixel_coords(
