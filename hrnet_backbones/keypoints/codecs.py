@@ -644,17 +644,19 @@ class _HeatmapCodec:
     ) -> Tensor:
         """Build the maps row by row, writing every output element once (no zero fill, no scatter).
 
-        Row ``i`` of keypoint ``m``'s map is ``table[first[m] + i - mu_y[m] + r]`` when ``|i - mu_y[m]| <= r``
-        and the keypoint is drawn, else the table's last row, which is zero. ``table`` is ``(R + 1, W)``; each
-        keypoint's ``2r+1`` full-width window rows start at ``first[m]`` (zero outside the window columns).
+        ``table`` holds, per block, a zero row, the ``2r+1`` full-width window rows (zero outside the window
+        columns) and another zero row; ``first[m]`` is the index of keypoint ``m``'s first window row. Row ``i``
+        of its map is ``table[first + i - mu_y + r]``, clamped into the block, so rows above or below the window
+        read a zero row; undrawn keypoints read the zero row before their block for every row.
         """
         w, h = self.heatmap_size
         r = self.window
-        dy = (
-            torch.arange(r, r + h, device=mu_y.device) - mu_y[:, None]
-        )  # (N*K, H): window row of each map row
-        use = (dy >= 0) & (dy <= 2 * r) & drawn[:, None]
-        src = torch.where(use, first[:, None] + dy, table.shape[0] - 1)
+        # Undrawn centres may lie anywhere: they read the first block's zero row.
+        first = torch.where(drawn, first, 1)
+        lo = first - 1
+        hi = torch.where(drawn, first + 2 * r + 1, lo)
+        rows = (first + r - mu_y)[:, None] + torch.arange(h, device=first.device)
+        src = torch.clamp(rows, min=lo[:, None], max=hi[:, None])
         return table.index_select(0, src.view(-1)).view(n, k, h, w)
 
     # -- decode -------------------------------------------------------------------------------------------
@@ -736,13 +738,13 @@ class MSRAHeatmap(_HeatmapCodec):
         r = self.window
         d = np.arange(-r, r + 1, dtype=np.float32)
         kernel = np.exp(-(d[:, None] ** 2 + d[None, :] ** 2) / np.float32(2 * self.sigma**2))
-        # ... laid out as full-width rows for every horizontal position of the centre: rows o*(2r+1) .. o*(2r+1)+2r
-        # are the window rows for mu_x = o - r - 2 (a drawn centre has -r-2 <= mu_x <= W+r), then a zero row.
+        # ... laid out as full-width rows for every horizontal position of the centre: block o is a zero row, the
+        # 2r+1 window rows for mu_x = o - r - 2 (a drawn centre has -r-2 <= mu_x <= W+r) and a zero row.
         positions = np.arange(ww + 2 * r + 3)
         dx = np.arange(ww)[None, :] - (positions[:, None] - r - 2)  # (P, W)
         rows = kernel[:, np.clip(dx + r, 0, 2 * r)].transpose(1, 0, 2)  # (P, 2r+1, W)
         rows = np.where((np.abs(dx) <= r)[:, None, :], rows, np.float32(0))
-        self._row_table = np.concatenate([rows.reshape(-1, ww), np.zeros((1, ww), np.float32)])
+        self._row_table = np.pad(rows, ((0, 0), (1, 1), (0, 0))).reshape(-1, ww)
 
     def _extra_repr(self) -> str:
         return f", unbiased={self.unbiased}"
@@ -755,7 +757,7 @@ class MSRAHeatmap(_HeatmapCodec):
         stride = self._constant("stride", kp.device, torch.float64, lambda: torch.tensor(self.stride))
         mu, weights, drawn = self._integer_centres(kp.double() / stride, vis, finite)
         table = self._constant("rows", kp.device, kp.dtype, lambda: torch.from_numpy(self._row_table))
-        first = (mu[:, 0] + self.window + 2) * (2 * self.window + 1)
+        first = (mu[:, 0] + self.window + 2) * (2 * self.window + 3) + 1
         return self._assemble_rows(table, first, mu[:, 1], drawn, n, k), weights
 
     def _encode_unbiased(self, kp: Tensor, vis: Tensor, finite: Tensor) -> tuple[Tensor, Tensor]:
@@ -828,9 +830,10 @@ class UDPHeatmap(_HeatmapCodec):
         dx = torch.arange(w, device=kp.device) - mu[:, :1]  # (N*K, W): full-width rows
         gx = torch.exp(-(((dx + r).double() - centre[:, :1]) ** 2) / (2 * self.sigma**2))
         gx = torch.where(dx.abs() <= r, gx, 0.0)
-        table = torch.zeros(m * size + 1, w, dtype=kp.dtype, device=kp.device)
-        table[:-1] = (gy[:, :, None] * gx[:, None, :]).view(m * size, w)
-        first = torch.arange(0, m * size, size, device=kp.device)
+        table = torch.zeros(m, size + 2, w, dtype=kp.dtype, device=kp.device)
+        table[:, 1:-1] = gy[:, :, None] * gx[:, None, :]
+        first = torch.arange(1, m * (size + 2), size + 2, device=kp.device)
+        table = table.view(m * (size + 2), w)
         return self._assemble_rows(table, first, mu[:, 1], drawn, n, k), weights
 
     def _to_input(self, coords: Tensor) -> Tensor:
