@@ -14,8 +14,8 @@ convention), so a Gaussian "at mu" has the value ``exp(-((j-mu_x)^2 + (i-mu_y)^2
 Every codec pairs ``encode(keypoints (N, K, 2), visible (N, K)) -> (heatmaps (N, K, H, W), weights (N, K))``
 with ``decode(heatmaps, refine=...) -> (keypoints (N, K, 2) in input space, scores (N, K))``. The low-level
 steps are plain functions here (:func:`get_heatmap_maximum`, :func:`refine_quarter_offset`,
-:func:`gaussian_blur`, :func:`refine_dark`, :func:`refine_dark_udp`, :func:`decode_heatmaps`) so that the codecs,
-the benchmark and user code run the same arithmetic. Tensors stay on their device; NumPy arrays in give NumPy
+:func:`gaussian_blur`, :func:`refine_dark`, :func:`refine_dark_udp`, :func:`decode_heatmaps`) so that the codecs
+and user code share one implementation of each step. Tensors stay on their device; NumPy arrays in give NumPy
 arrays out. Half-precision heatmaps are upcast to float32 for decoding (float64 stays float64).
 
 Where the official code and mmpose disagree, ``convention="official"`` (the default) follows the official
@@ -36,7 +36,8 @@ UDP decode, heatmap -> input          ``x_hm * (w-1) / (W-1)`` (the exact     ``
 In both conventions an undetectable keypoint (heatmap maximum ``<= 0``) has ``score <= 0``: mask on
 ``scores > 0``. UDP decoding never refines such keypoints (mmpose refines its ``(-1, -1)`` with pixels of the
 neighbouring map, or returns NaN for an all-zero map). Target centres use ``int(x + 0.5)``, which truncates
-toward zero (not floor), as both reference implementations do.
+toward zero (not floor), as both reference implementations do. A keypoint is drawn when its visibility is
+``> 0.5`` (official; mmpose draws at ``>= 0.5``, which only matters for fractional visibilities).
 
 Exactness: MSRA and UDP targets are bit-identical to the references; DARK targets are within two float32 ulps
 (PyTorch's and NumPy's float32 ``exp`` differ in the last bit); argmax and quarter-offset coordinates are exact;
@@ -647,7 +648,7 @@ class _HeatmapCodec:
         ``table`` holds, per block, a zero row, the ``2r+1`` full-width window rows (zero outside the window
         columns) and another zero row; ``first[m]`` is the index of keypoint ``m``'s first window row. Row ``i``
         of its map is ``table[first + i - mu_y + r]``, clamped into the block, so rows above or below the window
-        read a zero row; undrawn keypoints read the zero row before their block for every row.
+        read a zero row; every row of an undrawn keypoint reads a zero row.
         """
         w, h = self.heatmap_size
         r = self.window
@@ -703,8 +704,8 @@ class MSRAHeatmap(_HeatmapCodec):
       ``mu = int(x_hm + 0.5)``, clipped to the ``(2*floor(3 sigma) + 1)`` square window. The weight is zeroed when
       the window lies entirely off the map (``int(mu - 3 sigma) >= W`` or ``int(mu + 3 sigma + 1) < 0``; note
       that a window ending exactly at column 0 keeps weight 1 with an all-zero map, as in the official code).
-      Bit-identical to the official code and to mmpose when ``3 sigma`` is an integer (for other sigmas the
-      official window is off-centre by a pixel for negative centres; ours stays centred).
+      Bit-identical to the official code and to mmpose when ``3 sigma`` is an integer; for other sigmas their
+      truncated window gains a pixel on one side (and shifts for negative centres), ours stays symmetric.
     * ``unbiased=True`` (DARK, DarkPose ``generate_target``): a full-map Gaussian on the sub-pixel centre, in
       float32 like DarkPose; in-bounds test as above on the sub-pixel centre, with truncation (``"official"``)
       or float comparison (``"mmpose"``).
