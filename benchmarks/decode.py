@@ -272,15 +272,23 @@ def _timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float
 
 
 def time_pair(
-    ref: Callable[[], object], ours: Callable[[], object], repeat: int, warmup: int, device: torch.device
+    ref: Callable[[], object],
+    ours: Callable[[], object],
+    repeat: int,
+    warmup: int,
+    device: torch.device,
+    pause: float,
 ) -> dict[str, list[float]]:
-    """Interleaved timings: reference, ours, reference, ours, ... after ``warmup`` rounds of each."""
+    """Interleaved timings: reference, ours, reference, ours, ... after ``warmup`` rounds of each. Each timed
+    call follows a ``pause`` (seconds) of sleep, so that on a shared machine neither side starts right after
+    the other has used up its scheduler time slice."""
     for _ in range(warmup):
         ref()
         ours()
     out: dict[str, list[float]] = {"ref_wall": [], "ref_cpu": [], "ours_wall": [], "ours_cpu": []}
     for _ in range(repeat):
         for name, fn in (("ref", ref), ("ours", ours)):
+            time.sleep(pause)
             wall, cpu = _timed(fn, device)
             out[f"{name}_wall"].append(wall)
             out[f"{name}_cpu"].append(cpu)
@@ -305,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         "measures the algorithm, not the core count; 0 keeps torch's default)",
     )
     parser.add_argument("--device", default="cpu", help="where our code runs (the references are NumPy)")
+    parser.add_argument("--pause", type=float, default=0.02, help="seconds of sleep before each timed call")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -381,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(header))
     results = {}
     for name, (ref, ours) in cases.items():
-        t = time_pair(ref, ours, args.repeat, args.warmup, device)
+        t = time_pair(ref, ours, args.repeat, args.warmup, device, args.pause)
         s_ref, s_ours = summary(t["ref_wall"]), summary(t["ours_wall"])
         c_ref, c_ours = summary(t["ref_cpu"]), summary(t["ours_cpu"])
         ratio = s_ref["median"] / s_ours["median"]
@@ -418,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             "device": str(device),
             "reference_blur": blur,
             "repeat": args.repeat,
+            "pause_s": args.pause,
             "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         }
         args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
