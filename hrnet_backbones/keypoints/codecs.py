@@ -366,8 +366,44 @@ def _full_patch(
     return blurred.gather(1, ((ys * w)[:, :, None] + xs[:, None, :]).view(n, p * p)).view(n, p, p)
 
 
-def _newton_offsets(gx: Tensor, gy: Tensor, hxx: Tensor, hxy: Tensor, hyy: Tensor, move: Tensor) -> Tensor:
-    """``-H^{-1} g`` for symmetric 2x2 ``H`` where ``move`` and ``det(H) != 0``, else 0; ``(M, 2)``."""
+@functools.lru_cache(maxsize=16)
+def _derivative_matrix(kind: str, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Finite-difference weights turning log values into ``(g_x, g_y, H_xx, H_yy, H_xy)`` with one matmul.
+
+    ``"dark"``: the 5x5 patch ``[dy + 2, dx + 2]`` (DarkPose ``taylor``: half-differences over 1 px,
+    quarter-weighted second differences over 2 px). ``"udp"``: the stencil ``(L, L[x+1], L[y+1], L[x+1,y+1],
+    L[x-1,y-1], L[x-1], L[y-1])`` (mmpose ``refine_keypoints_dark_udp``: second differences over 1 px).
+    """
+    if kind == "dark":
+        d = torch.zeros(5, 5, 5, dtype=torch.float64)
+        d[2, 3, 0], d[2, 1, 0] = 0.5, -0.5
+        d[3, 2, 1], d[1, 2, 1] = 0.5, -0.5
+        d[2, 4, 2], d[2, 2, 2], d[2, 0, 2] = 0.25, -0.5, 0.25
+        d[4, 2, 3], d[2, 2, 3], d[0, 2, 3] = 0.25, -0.5, 0.25
+        d[3, 3, 4], d[1, 3, 4], d[3, 1, 4], d[1, 1, 4] = 0.25, -0.25, -0.25, 0.25
+        d = d.view(25, 5)
+    else:
+        d = torch.tensor(
+            [  # g_x   g_y   H_xx  H_yy  H_xy
+                [0.0, 0.0, -2.0, -2.0, 1.0],  # L
+                [0.5, 0.0, 1.0, 0.0, -0.5],  # L[x+1]
+                [0.0, 0.5, 0.0, 1.0, -0.5],  # L[y+1]
+                [0.0, 0.0, 0.0, 0.0, 0.5],  # L[x+1, y+1]
+                [0.0, 0.0, 0.0, 0.0, 0.5],  # L[x-1, y-1]
+                [-0.5, 0.0, 1.0, 0.0, -0.5],  # L[x-1]
+                [0.0, -0.5, 0.0, 1.0, -0.5],  # L[y-1]
+            ],
+            dtype=torch.float64,
+        )
+    return d.to(device=device, dtype=dtype)
+
+
+def _newton_offsets(derivatives: Tensor, move: Tensor, ridge: float = 0.0) -> Tensor:
+    """``-(H + ridge I)^{-1} g`` from ``(M, 5)`` derivatives ``(g_x, g_y, H_xx, H_yy, H_xy)`` where ``move`` and
+    the determinant is non-zero, else 0; ``(M, 2)``."""
+    gx, gy, hxx, hyy, hxy = derivatives.unbind(dim=1)
+    if ridge:
+        hxx, hyy = hxx + ridge, hyy + ridge
     det = hxx * hyy - hxy * hxy
     move = move & (det != 0)
     det = torch.where(move, det, 1.0)
@@ -394,14 +430,8 @@ def _dark_offsets(hm: Tensor, px: Tensor, py: Tensor, kernel_size: int) -> Tenso
         patch = patch.index_put(
             (sel,), _full_patch(hm.reshape(n * k, h, w)[sel], px[sel], py[sel], kernel_size, 2, acc)
         )
-    lg = torch.log(patch.clamp_min(_DARK_FLOOR))
-    centre = lg[:, 2, 2]
-    gx = 0.5 * (lg[:, 2, 3] - lg[:, 2, 1])
-    gy = 0.5 * (lg[:, 3, 2] - lg[:, 1, 2])
-    hxx = 0.25 * (lg[:, 2, 4] - 2 * centre + lg[:, 2, 0])
-    hyy = 0.25 * (lg[:, 4, 2] - 2 * centre + lg[:, 0, 2])
-    hxy = 0.25 * (lg[:, 3, 3] - lg[:, 1, 3] - lg[:, 3, 1] + lg[:, 1, 1])
-    return _newton_offsets(gx, gy, hxx, hxy, hyy, inside)
+    lg = torch.log(patch.clamp_min(_DARK_FLOOR)).flatten(1)
+    return _newton_offsets(lg @ _derivative_matrix("dark", lg.device, lg.dtype), inside)
 
 
 def _udp_offsets(hm: Tensor, px: Tensor, py: Tensor, kernel_size: int) -> Tensor:
@@ -431,13 +461,7 @@ def _udp_offsets(hm: Tensor, px: Tensor, py: Tensor, kernel_size: int) -> Tensor
         # Clamped indices already give the edge padding here, so read the 3x3 patch directly.
         stencil = stencil.index_put((sel,), full.flatten(1)[:, [4, 5, 7, 8, 0, 3, 1]])
     lg = torch.log(stencil.clamp(*_UDP_CLIP))
-    i0, ix1, iy1, ix1y1, ix1_y1_, ix1_, iy1_ = lg.unbind(dim=1)
-    gx = 0.5 * (ix1 - ix1_)
-    gy = 0.5 * (iy1 - iy1_)
-    hxx = ix1 - 2 * i0 + ix1_ + _FLOAT32_EPS
-    hyy = iy1 - 2 * i0 + iy1_ + _FLOAT32_EPS
-    hxy = 0.5 * (ix1y1 - ix1 - iy1 + 2 * i0 - ix1_ - iy1_ + ix1_y1_)
-    return _newton_offsets(gx, gy, hxx, hxy, hyy, valid)
+    return _newton_offsets(lg @ _derivative_matrix("udp", lg.device, lg.dtype), valid, ridge=_FLOAT32_EPS)
 
 
 def refine_dark(heatmaps: ArrayLike, coords: ArrayLike, blur_kernel_size: int = 11) -> ArrayLike:
