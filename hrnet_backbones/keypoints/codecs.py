@@ -732,7 +732,8 @@ class MSRAHeatmap(_HeatmapCodec):
       truncated window gains a pixel on one side (and shifts for negative centres), ours stays symmetric.
     * ``unbiased=True`` (DARK, DarkPose ``generate_target``): a full-map Gaussian on the sub-pixel centre, in
       float32 like DarkPose; in-bounds test as above on the sub-pixel centre, with truncation (``"official"``)
-      or float comparison (``"mmpose"``).
+      or float comparison (``"mmpose"``). The centre is ``x_in / stride`` like mmpose's (DarkPose's own data
+      pipeline maps image joints to the heatmap with its ``(size - 1)`` affine instead).
 
     Decoding defaults to ``"dark"`` when ``unbiased`` and ``"quarter"`` otherwise.
 
