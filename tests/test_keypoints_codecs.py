@@ -591,3 +591,15 @@ def test_targets_for_other_sigmas_are_centred_gaussians_in_a_three_sigma_window(
     inside = (np.abs(xx - 25) <= window) & (np.abs(yy - 30) <= window)
     expected = np.where(inside, np.exp(-((xx - 25) ** 2 + (yy - 30) ** 2) / (2 * sigma**2)), 0.0)
     np.testing.assert_allclose(heatmaps[0, 0], expected, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("refine", [None, "quarter", "dark", "udp"])
+def test_the_torch_only_path_used_off_the_cpu_gives_the_same_results(refine, monkeypatch):
+    import hrnet_backbones.keypoints.codecs as codecs
+
+    ref = load("decode_edge")  # ties, all-zero and negative maps, borders
+    expected = decode_heatmaps(ref["heatmaps"], refine)
+    monkeypatch.setattr(codecs, "_NUMPY_ARGMAX_ON_CPU", False)
+    coords, scores = decode_heatmaps(ref["heatmaps"], refine)
+    np.testing.assert_array_equal(coords, expected[0])
+    np.testing.assert_array_equal(scores, expected[1])

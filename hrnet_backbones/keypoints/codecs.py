@@ -90,6 +90,9 @@ REFINE_MODES = ("quarter", "dark", "udp", None)
 _DARK_FLOOR = 1e-10
 _UDP_CLIP = (1e-3, 50.0)
 _FLOAT32_EPS = float(np.finfo(np.float32).eps)
+# CPU tensors take their argmax through NumPy (see _argmax_flat); the tests switch this off to run the
+# torch-only path that other devices use.
+_NUMPY_ARGMAX_ON_CPU = True
 
 # cv2.getGaussianKernel(k, sigma<=0) returns these fixed kernels for k <= 7.
 _CV2_SMALL_KERNELS = {
@@ -152,7 +155,7 @@ def _flatten(hm: Tensor) -> Tensor:
 def _argmax_flat(flat: Tensor, w: int) -> tuple[Tensor, Tensor]:
     """Integer ``(x, y)`` ``(M, 2)`` of the first maximum of each row (row-major ties go to the first pixel,
     NaN counts as the maximum, like ``np.argmax``), and the maximum ``(M,)``."""
-    if flat.device.type == "cpu" and flat.dtype in (torch.float32, torch.float64):
+    if _NUMPY_ARGMAX_ON_CPU and flat.device.type == "cpu" and flat.dtype in (torch.float32, torch.float64):
         # NumPy's SIMD argmax is several times faster than torch's CPU argmax on (N*K, H*W) rows, with the
         # same tie and NaN rules; the view is zero-copy and the per-keypoint bookkeeping is cheaper there too.
         array = flat.detach().numpy()
