@@ -148,8 +148,8 @@ def _affine_matrix(
 def get_affine_transform(
     center: ArrayLike,
     scale: ArrayLike,
-    rot: ArrayLike | float = 0.0,
-    output_size: Sequence[int] = (192, 256),
+    rot: ArrayLike | float,
+    output_size: Sequence[int],
     *,
     inv: bool = False,
     udp: bool = False,
