@@ -1,8 +1,8 @@
 """Facts a checkpoint file cannot tell: datasets, the officially released files, their metrics and licences.
 
 Sources: the READMEs and configs of the official HRNet repositories (pose, classification, segmentation, facial
-landmarks, detection) and of OpenMMLab, as summarised in ``tests/fixtures/*/README.md``; COCO's keypoint
-definitions. Metrics are quoted as the READMEs give them (flip test etc. as noted there).
+landmarks, detection) and of OpenMMLab, as summarised in ``tests/fixtures/*/README.md``. Metrics are quoted as the READMEs give them (flip test etc. as noted there). Keypoint layouts (names,
+flip pairs, skeletons, sigmas) come from :mod:`hrnet_backbones.keypoints.datasets`.
 """
 
 from __future__ import annotations
@@ -296,48 +296,23 @@ def dataset_from_name(filename: str, task: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------ keypoint metadata
-# A minimal table until hrnet_backbones.keypoints.datasets lands; keypoint_metadata() is the one place to switch.
-_COCO_NAMES = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
-    "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
-    "right_ankle",
-)  # fmt: skip
-_MPII_NAMES = (
-    "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle", "pelvis", "thorax",
-    "upper_neck", "head_top", "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow",
-    "left_wrist",
-)  # fmt: skip
-# fmt: off
-_KEYPOINTS: dict[str, dict[str, Any]] = {
-    "coco": {
-        "keypoint_names": list(_COCO_NAMES),
-        "flip_pairs": [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10], [11, 12], [13, 14], [15, 16]],
-        "skeleton": [
-            [15, 13], [13, 11], [16, 14], [14, 12], [11, 12], [5, 11], [6, 12], [5, 6], [5, 7], [6, 8], [7, 9],
-            [8, 10], [1, 2], [0, 1], [0, 2], [1, 3], [2, 4], [3, 5], [4, 6],
-        ],
-        # COCO's OKS per-keypoint standard deviations
-        "sigmas": [
-            0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087,
-            0.087, 0.089, 0.089,
-        ],
-    },
-    "mpii": {
-        "keypoint_names": list(_MPII_NAMES),
-        "flip_pairs": [[0, 5], [1, 4], [2, 3], [10, 15], [11, 14], [12, 13]],
-        "skeleton": [
-            [0, 1], [1, 2], [2, 6], [6, 3], [3, 4], [4, 5], [6, 7], [7, 8], [8, 9], [8, 12], [12, 11], [11, 10],
-            [8, 13], [13, 14], [14, 15],
-        ],
-    },
-}
-# fmt: on
-
-
 def keypoint_metadata(dataset: str) -> dict[str, Any]:
-    """Keypoint names, flip pairs (index pairs, each once), skeleton (index pairs) and OKS sigmas of ``dataset``.
+    """Keypoint names, flip pairs, skeleton and OKS sigmas of ``dataset`` (0-based index pairs), as JSON values.
 
-    Indices are 0-based. Face layouts carry only their landmark count here (no names); an empty dict means
-    nothing is known.
+    The facts live in :mod:`hrnet_backbones.keypoints.datasets`; an empty dict means the dataset has no layout
+    there.
     """
-    return {k: list(v) for k, v in _KEYPOINTS.get(dataset, {}).items()}
+    from ..keypoints.datasets import LAYOUTS
+
+    layout = LAYOUTS.get(dataset)
+    if layout is None:
+        return {}
+    meta: dict[str, Any] = {
+        "keypoint_names": list(layout.keypoint_names),
+        "flip_pairs": [list(p) for p in layout.flip_pairs],
+    }
+    if layout.skeleton:
+        meta["skeleton"] = [list(p) for p in layout.skeleton]
+    if layout.sigmas is not None:
+        meta["sigmas"] = [round(float(s), 6) for s in layout.sigmas]
+    return meta

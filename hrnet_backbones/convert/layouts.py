@@ -127,7 +127,7 @@ LAYOUTS: tuple[Layout, ...] = (
     Layout(
         "det",
         "detection",
-        "official HRNetV2p detection backbone + HRFPN (HRNet/HRNet-Object-Detection, mmdetection 0.x/1.x)",
+        "official HRNetV2p detection backbone + HRFPN (HRNet/HRNet-Object-Detection, on mmdetection 0.x)",
         "backbone.",
         r"neck\.reduction_conv\.0\.weight$",
         renames=((r"neck\.(reduction_conv\.0|fpn_conv\.\d+)\.", r"neck.\1."),),
