@@ -11,9 +11,11 @@ import shutil
 
 import pytest
 import timm
+import torch
 import yaml
 from fixture_data import OFFICIAL, OPENMMLAB
 from safetensors import safe_open
+from safetensors.torch import load_file
 from timm.models._hub import load_model_config_from_path
 
 import hrnet_backbones  # noqa: F401  (registers the models)
@@ -174,3 +176,20 @@ def test_cli_reports_what_it_detected_inferred_dropped_and_wrote(tmp_path, capsy
     assert (
         'timm.create_model("hf-hub:me/seg", pretrained=True)' in (tmp_path / "seg" / "README.md").read_text()
     )
+
+
+def test_safetensors_checkpoints_are_read_too(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file(read_checkpoint(POSE / "checkpoint.pth").state_dict, str(tmp_path / "pose.safetensors"))
+    conv, folder = convert_checkpoint(tmp_path / "pose.safetensors", tmp_path / "out", complexity=False)
+    assert conv.layout.family == "pose" and (folder / "model.safetensors").is_file()
+
+
+def test_tensors_shared_between_keys_are_written_separately(tmp_path):
+    sd = read_checkpoint(POSE / "checkpoint.pth").state_dict
+    sd["bn2.running_mean"] = sd["bn1.running_mean"]  # one tensor under two names, as torch.save keeps it
+    torch.save(sd, tmp_path / "tied.pth")
+    _, folder = convert_checkpoint(tmp_path / "tied.pth", tmp_path / "out", complexity=False)
+    written = load_file(str(folder / "model.safetensors"))
+    assert torch.equal(written["bn1.running_mean"], written["bn2.running_mean"])

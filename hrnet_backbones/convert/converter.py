@@ -266,7 +266,8 @@ def _check_against_model(
     if unexpected:
         raise LayoutError(
             f"{len(unexpected)} weight(s) have no place in the inferred {architecture}: {_brief(unexpected, 5)}; "
-            "the stage modules probably differ in depth, which HRNetConfig cannot express"
+            "the file has layers this architecture lacks (e.g. modules of one stage with different depths, which "
+            "HRNetConfig cannot express)"
         )
     for k, v in own.items():
         if k in sd and tuple(sd[k].shape) != tuple(v.shape):
@@ -351,7 +352,6 @@ def _keypoints_from_mm_meta(dataset_meta: dict[str, Any]) -> dict[str, Any]:
 def _pretrained_cfg(
     layout: Layout,
     architecture: str,
-    arch: HRNetConfig,
     head_args: dict[str, Any],
     meta: dict[str, Any],
     source_name: str | None,
@@ -361,8 +361,9 @@ def _pretrained_cfg(
 ) -> tuple[dict[str, Any], list[str]]:
     """timm's ``pretrained_cfg`` plus this package's task metadata, from flags, the file's meta and known facts.
 
-    Priority for each fact: the explicit argument, then the file's own metadata (OpenMMLab ``meta``), then the
-    table of released files, then the file name, then the dataset's defaults.
+    Each fact comes from the first source that has it: the explicit argument; the file's own metadata (OpenMMLab
+    ``meta``: dataset metadata, codec, crop size) or the table of released files; the file name; the dataset's
+    defaults. The dataset must have as many outputs as the head.
     """
     task, family = layout.task, layout.family
     notes: list[str] = []
@@ -455,6 +456,8 @@ def _pretrained_cfg(
         cfg["output_stride"] = 4
     if task in ("pose", "landmark"):
         kp = _keypoints_from_mm_meta(dataset_meta) if dataset_meta else {}
+        if len(kp.get("keypoint_names", ())) != num_outputs:
+            kp = {}  # metadata of another layout than the head's
         if not kp and ds is not None:
             kp = known.keypoint_metadata(ds.key)
         cfg.update(kp)
@@ -541,7 +544,7 @@ def convert_state_dict(
     model_args = {"arch": inferred.to_dict(), **head_args}
     ordered, bn_added, model = _check_against_model(architecture, model_args, sd)
     pretrained_cfg, notes = _pretrained_cfg(
-        layout, architecture, inferred, head_args, meta, source_name, source_sha256, dataset, input_size
+        layout, architecture, head_args, meta, source_name, source_sha256, dataset, input_size
     )
     if name_note:
         notes.insert(0, name_note)

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from safetensors.torch import save_file
 
 if TYPE_CHECKING:
@@ -235,6 +236,20 @@ def model_card(conv: Conversion, model_id: str | None = None, complexity: bool =
     return "\n".join(lines)
 
 
+def _standalone(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous tensors that share no storage (safetensors refuses aliases; a file may tie two keys)."""
+    seen: set[int] = set()
+    out = {}
+    for k, t in state_dict.items():
+        t = t.contiguous()
+        ptr = t.untyped_storage().data_ptr()
+        if t.numel() and ptr in seen:
+            t = t.clone()
+        seen.add(t.untyped_storage().data_ptr())
+        out[k] = t
+    return out
+
+
 def _is_buffer(key: str) -> bool:
     return key.endswith(("running_mean", "running_var", "num_batches_tracked"))
 
@@ -255,7 +270,9 @@ def write_folder(
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
-        save_file(conv.state_dict, str(tmp / "model.safetensors"), metadata=conv.safetensors_metadata())
+        save_file(
+            _standalone(conv.state_dict), str(tmp / "model.safetensors"), metadata=conv.safetensors_metadata()
+        )
         (tmp / "config.json").write_text(json.dumps(conv.config_json(), indent=2) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(model_card(conv, model_id, complexity), encoding="utf-8")
         _move_into_place(tmp, folder, force)
