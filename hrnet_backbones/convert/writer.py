@@ -40,6 +40,7 @@ _TASK_TAGS = {
     "detection": ["object-detection", "feature-pyramid", "backbone"],
     "backbone": ["backbone"],
 }
+_VARIANT_NAMES = {"hrnet": "HRNetV1", "hrnetv2": "HRNetV2", "hrnetv2p": "HRNetV2p"}
 _CITATIONS = {
     "arXiv:1902.09212": """@inproceedings{sun2019hrnet,
   title     = {Deep High-Resolution Representation Learning for Human Pose Estimation},
@@ -97,8 +98,10 @@ def _outputs(conv: Conversion, h: int, w: int) -> str:
     if conv.task == "detection":
         levels = conv.model_args.get("neck_levels", 5)
         chs = conv.model_args.get("neck_channels", 256)
-        return f"a list of {levels} HRFPN pyramid levels, `{chs}` channels each, strides " + ", ".join(
-            str(4 * 2**i) for i in range(levels)
+        strides = ", ".join(str(4 * 2**i) for i in range(levels))
+        return (
+            f"a list of {levels} HRFPN pyramid levels, `{chs}` channels each, strides {strides} (mmdetection pads "
+            "its inputs to a multiple of 32; this model also takes other sizes)"
         )
     return "the four branch maps (strides 4, 8, 16, 32)"
 
@@ -175,7 +178,7 @@ def model_card(conv: Conversion, model_id: str | None = None, complexity: bool =
         "",
         "## Model details",
         "",
-        f"- **Architecture:** `{conv.architecture}` (HRNet{'' if conv.architecture.startswith('hrnet_') else 'V2'} "
+        f"- **Architecture:** `{conv.architecture}` ({_VARIANT_NAMES[conv.architecture.rsplit('_w', 1)[0]]} "
         f"W{a.width}; branches {list(a.branch_channels)}; stage modules "
         f"{'/'.join(str(s.num_modules) for s in a.stages)}; fusion upsampling `{a.fusion_upsample}`"
         + (", `align_corners=True`" if a.align_corners else "")
