@@ -216,6 +216,8 @@ class HRNet(HRNetTrunk):
 
     @torch.jit.ignore
     def init_weights(self) -> None:
+        if self.conv1.weight.is_meta:
+            return  # nothing to initialise on the meta device (shapes only); saves seconds for full-size models
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
