@@ -61,8 +61,8 @@ class HRNetFeatureInfo(FeatureInfo):
         return HRNetFeatureInfo(deepcopy(self.info), out_indices)
 
 
-@register_notrace_function  # a data-independent check; a leaf for torch.fx
-def _check_input(x: torch.Tensor, in_chans: int) -> None:
+@register_notrace_function  # a leaf for torch.fx (which skips wrapping names starting with "_")
+def check_input(x: torch.Tensor, in_chans: int) -> None:
     if x.dim() != 4:
         raise ValueError(
             f"HRNet expects a batch of images shaped (N, {in_chans}, H, W), got a {x.dim()}-D tensor of shape "
@@ -216,6 +216,8 @@ class HRNet(HRNetTrunk):
 
     @torch.jit.ignore
     def init_weights(self) -> None:
+        if self.conv1.weight.is_meta:
+            return  # nothing to initialise on the meta device (shapes only); saves seconds for full-size models
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -275,7 +277,7 @@ class HRNet(HRNetTrunk):
 
     def _taps(self, x: torch.Tensor, take: list[int], need_final: bool):
         """Run as far as needed; return ({index: tensor}, final features or None)."""
-        _check_input(x, self.in_chans)
+        check_input(x, self.in_chans)
         stem = self.forward_stem(x)
         taps: dict[int, torch.Tensor] = {}
         if 0 in take:
