@@ -155,7 +155,12 @@ class BenchSpec:
 
 @dataclass
 class Row:
-    """One contender in one group. Times are per batch; ``ratio_vs_timm`` > 1 means faster than timm's."""
+    """One contender in one group. Times are per batch; ``ratio_vs_timm`` > 1 means faster than timm's.
+
+    ``ratio_vs_timm`` is the median over rounds of timm's wall time / this contender's, ``ratio_p25`` /
+    ``ratio_p75`` its inter-quartile range; ``cpu_ms_p50`` and ``cpu_ratio_vs_timm`` the same in process CPU time
+    (CPU only).
+    """
 
     model: str
     variant: str
@@ -178,6 +183,8 @@ class Row:
     ratio_vs_timm: float | None = None
     ratio_p25: float | None = None
     ratio_p75: float | None = None
+    cpu_ms_p50: float | None = None
+    cpu_ratio_vs_timm: float | None = None
     peak_mem_mb: float | None = None
     gmacs: float | None = None
     tflops: float | None = None
@@ -206,12 +213,21 @@ class BenchResult:
 
 # ------------------------------------------------------------------------------------------------ measuring
 class Timer:
-    """Seconds taken by ``fn()``: CUDA events around it on a GPU (after a sync), ``perf_counter`` on the CPU."""
+    """Seconds taken by ``fn()``: CUDA events around it on a GPU (after a sync), ``perf_counter`` on the CPU.
+
+    On the CPU ``measure`` also returns the process CPU time of the call (all threads): on a machine shared with
+    other jobs a descheduled call loses wall time but not CPU time, so CPU-time ratios are the steadier figure
+    there (with several threads they include OpenMP's spin-waiting).
+    """
 
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
 
     def __call__(self, fn: Callable[[], Any]) -> float:
+        return self.measure(fn)[0]
+
+    def measure(self, fn: Callable[[], Any]) -> tuple[float, float | None]:
+        """(wall seconds, CPU seconds or None on CUDA)."""
         if self.cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             torch.cuda.synchronize()
@@ -219,10 +235,10 @@ class Timer:
             fn()
             end.record()
             end.synchronize()
-            return start.elapsed_time(end) / 1e3
-        t0 = time.perf_counter()
+            return start.elapsed_time(end) / 1e3, None
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
 
 def _malloc_trim() -> None:
@@ -587,10 +603,14 @@ def _run_group(spec, eager, name, size, batch, precision, mode, device, gmacs, r
         for c in contenders:
             c.step()
     times: dict[str, list[float]] = {c.name: [] for c in contenders}
+    cpu_times: dict[str, list[float]] = {c.name: [] for c in contenders}
     for r in range(spec.repeats):
         k = r % max(1, len(contenders))
         for c in contenders[k:] + contenders[:k]:
-            times[c.name].append(timer(c.step))
+            wall, cpu = timer.measure(c.step)
+            times[c.name].append(wall)
+            if cpu is not None:
+                cpu_times[c.name].append(cpu)
     for c in contenders:
         rows[c.name].peak_mem_mb = peak_memory_mb(c.step, device)
 
@@ -610,6 +630,13 @@ def _run_group(spec, eager, name, size, batch, precision, mode, device, gmacs, r
         if base is not None:
             rp25, rp50, rp75, _ = _quantiles([b / a for a, b in zip(t, base)])
             row.ratio_vs_timm, row.ratio_p25, row.ratio_p75 = rp50, rp25, rp75
+        cpu = cpu_times[c.name]
+        if cpu:
+            row.cpu_ms_p50 = statistics.median(cpu) * 1e3
+            if cpu_times.get(BASELINE):
+                row.cpu_ratio_vs_timm = statistics.median(
+                    b / max(a, 1e-9) for a, b in zip(cpu, cpu_times[BASELINE])
+                )
     return list(rows.values())
 
 
@@ -640,6 +667,8 @@ def format_table(rows: Iterable[Row]) -> str:
         "ceil %",
         "x timm",
         "ratio IQR",
+        "CPU ms",
+        "x timm CPU",
     ]
     table, notes = [], []
     for r in rows:
@@ -668,6 +697,8 @@ def format_table(rows: Iterable[Row]) -> str:
                 _fmt(None if r.ceiling_share is None else 100 * r.ceiling_share, ".0f"),
                 _fmt(r.ratio_vs_timm, ".2f"),
                 "-" if r.ratio_p25 is None else f"{r.ratio_p25:.2f}-{r.ratio_p75:.2f}",
+                _fmt(r.cpu_ms_p50),
+                _fmt(r.cpu_ratio_vs_timm, ".2f"),
             ]
         )
     return "\n".join([_format_table(headers, table), *notes])
