@@ -445,7 +445,8 @@ def optimize_for_inference(
         dtype: cast weights (and, on entry, inputs) to this dtype, e.g. ``torch.bfloat16`` on CPUs with AMX /
             AVX512-BF16 or ``torch.float16`` on GPUs; folding is done in the original precision first.
         compile: a ``torch.compile`` mode (``"default"``, ``"reduce-overhead"``, ``"max-autotune"``...) to wrap the
-            result in; compilation takes minutes on first call, so it is opt-in.
+            result in; compilation takes minutes on the first call, so it is opt-in (on the CPU, Inductor's
+            ``torch._inductor.config.freezing = True`` lets it pre-pack the weights as the eager fast path does).
         inplace: modify ``model`` itself instead of a deep copy.
 
     Returns:
