@@ -1,4 +1,4 @@
-"""A two-panel PNG of benchmark rows: throughput against batch size and against input pixels.
+"""A two-panel PNG of benchmark rows: img/s against batch size, megapixels/s against input size.
 
 Drawn with Pillow (already a dependency) rather than matplotlib, so ``hrnet-backbones bench`` needs nothing
 more than the package itself. Both x axes are logarithmic; one colour per (model, contender, precision, mode).
@@ -62,6 +62,8 @@ def _panel(
     colours: dict[str, tuple[int, int, int]],
     xlabel: str,
     title: str,
+    ylabel: str,
+    tick_labels: dict[float, str] | None = None,
 ) -> None:
     ox, oy = origin
     left, top = ox + _MARGIN, oy + 36
@@ -90,9 +92,10 @@ def _panel(
         draw.text((left - 6, y), _label(t), fill=(0, 0, 0), font=small, anchor="rm")
     for x in xs:
         draw.line([px(x), bottom, px(x), bottom + 4], fill=(0, 0, 0))
-        draw.text((px(x), bottom + 6), _label(x), fill=(0, 0, 0), font=small, anchor="ma")
+        text = (tick_labels or {}).get(x, _label(x))
+        draw.text((px(x), bottom + 6), text, fill=(0, 0, 0), font=small, anchor="ma")
     draw.text(((left + right) / 2, bottom + 24), xlabel, fill=(0, 0, 0), font=small, anchor="ma")
-    draw.text((ox + 6, (top + bottom) / 2), "img/s", fill=(0, 0, 0), font=small, anchor="lm")
+    draw.text((ox + 6, (top + bottom) / 2), ylabel, fill=(0, 0, 0), font=small, anchor="lm")
     for key, pts in series.items():
         pts = sorted(pts)
         xy = [(px(x), py(y)) for x, y in pts]
@@ -103,17 +106,22 @@ def _panel(
 
 
 def _series(rows: Sequence[Any], x_attr: str, fixed_attr: str) -> dict[str, list[tuple[float, float]]]:
-    """Lines along ``x_attr`` for each series and each value of ``fixed_attr``, where at least two points exist."""
+    """Lines along ``x_attr`` for each series and each value of ``fixed_attr``, where at least two points exist.
+
+    y is img/s along the batch axis and megapixels/s along the pixel axis (flat = time linear in pixels).
+    """
     lines: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
         key = f"{r.model} {r.impl} {r.precision} {r.mode}"
         fixed = r.input_size if fixed_attr == "pixels" else f"b{r.batch}"
-        lines.setdefault(f"{key} @ {fixed}", []).append((float(getattr(r, x_attr)), float(r.img_s)))
+        y = r.img_s * r.pixels / 1e6 if x_attr == "pixels" else r.img_s
+        lines.setdefault(f"{key} @ {fixed}", []).append((float(getattr(r, x_attr)), float(y)))
     return {k: v for k, v in lines.items() if len({x for x, _ in v}) > 1}
 
 
 def plot_throughput(rows: Iterable[Any], title: str = "") -> bytes:
-    """PNG bytes: img/s vs batch size (left) and vs input pixels (right), from rows with ``status == 'ok'``."""
+    """PNG bytes: img/s vs batch size (left) and megapixels/s vs input size (right; flat = time linear in pixels),
+    from rows with ``status == 'ok'``."""
     ok = [r for r in rows if getattr(r, "status", "ok") == "ok" and r.img_s]
     by_batch = _series(ok, "batch", "pixels")
     by_pixels = _series(ok, "pixels", "batch")
@@ -127,14 +135,17 @@ def plot_throughput(rows: Iterable[Any], title: str = "") -> bytes:
     def colours(series: dict[str, list]) -> dict[str, tuple[int, int, int]]:
         return {k: colours_by_key.get(k.split(" @ ")[0], _PALETTE[0]) for k in series}
 
-    _panel(draw, (0, 24), by_batch, colours(by_batch), "batch size", "throughput vs batch size")
+    _panel(draw, (0, 24), by_batch, colours(by_batch), "batch size", "throughput vs batch size", "img/s")
+    sizes = {float(r.pixels): r.input_size for r in ok}
     _panel(
         draw,
         (_PANEL_W, 24),
         by_pixels,
         colours(by_pixels),
-        "input pixels (H x W)",
-        "throughput vs input pixels",
+        "input H x W (log pixels)",
+        "pixel rate vs input size",
+        "Mpx/s",
+        sizes,
     )
     font = _font(12)
     for i, k in enumerate(keys):
