@@ -264,8 +264,11 @@ def add_nearest_upsampled(
     ``factor`` x ``factor`` pixels is a broadcast view of one ``low`` pixel. The sum goes into a new tensor of
     ``base``'s layout, or into ``base`` itself with ``inplace=True``; ``relu=True`` applies a ReLU in the same pass.
     """
-    if torch.is_grad_enabled() and (base.requires_grad or low.requires_grad):
-        y = base + upsample_to(low, base.shape[-2:], factor, "nearest")  # out= views cannot record autograd
+    if torch.compiler.is_compiling() or (
+        torch.is_grad_enabled() and (base.requires_grad or low.requires_grad)
+    ):
+        # out= views record no autograd and break a torch.compile graph; a compiler fuses this form by itself
+        y = base + upsample_to(low, base.shape[-2:], factor, "nearest")
         return torch.relu(y) if relu else y
     out = base if inplace else torch.empty_like(base)
     # aten's fused add + ReLU kernel exists for CPU float32; elsewhere the ReLU is a second, in-place pass

@@ -288,3 +288,11 @@ def test_folded_convolution_equals_conv_then_batchnorm():
 
 def test_exported_from_the_package():
     assert hrnet_backbones.optimize_for_inference is optimize_for_inference
+
+
+def test_the_fast_model_traces_into_one_torch_compile_graph():
+    """``compile=`` must see the whole model: no graph breaks (which would recompile per layer)."""
+    fast = optimize_for_inference(_tiny("v2p-neck"))
+    with torch.inference_mode():
+        explanation = torch._dynamo.explain(fast)(torch.randn(1, 3, 67, 45))
+    assert explanation.graph_break_count == 0, [b.reason for b in explanation.break_reasons]
