@@ -29,7 +29,7 @@ from torch import nn
 from .config import HRNetConfig, hrnet_config
 from .heads import HEADS, build_head
 from .representations import HRFPN, REPRESENTATIONS, concat_branches
-from .trunk import BN_MOMENTUM, HRNetTrunk, make_layer
+from .trunk import BN_MOMENTUM, HRNetTrunk, down_step, make_layer
 
 __all__ = ["HRNet", "HRNetFeatureInfo", "HRNetFeatures"]
 
@@ -86,6 +86,9 @@ class HRNet(HRNetTrunk):
             ``"none"`` (forward returns the representation).
         num_classes: classes, keypoints or landmarks of the head.
         feature_location: ``""`` (raw branches) or ``"incre"`` (branches through the channel-increase blocks).
+        output_stride: 32 (the published network), 16 or 8: branches that would be coarser stay at this stride and
+            are dilated instead (same parameters, so pretrained weights load); ``feature_info`` reports the true
+            reductions. For DeepLab-style decoders that ask for it.
         head_channels, head_features, head_conv_bias: classification head sizes (timm: 32/64/128/256, 2048, bias).
         head_kernel_size, head_hidden_channels: pose / landmark / segmentation head sizes.
         neck_channels, neck_levels: V2p pyramid width and depth.
@@ -128,12 +131,7 @@ class HRNet(HRNetTrunk):
             raise ValueError(
                 "feature_location='incre' applies to the HRNetV1 branches; use an hrnet_w* model"
             )
-        if output_stride != 32:
-            raise ValueError(
-                f"output_stride={output_stride} is not supported: HRNet's branches are fixed at strides 4-32 and "
-                "already keep a stride-4 map; read the high-resolution features instead of dilating"
-            )
-        super().__init__(arch, in_chans)
+        super().__init__(arch, in_chans, output_stride)
         self.representation = representation
         self.head_type = head
         self.num_classes = num_classes if head != "none" else 0
@@ -152,7 +150,8 @@ class HRNet(HRNetTrunk):
         if head == "classification" or feature_location == "incre":
             # the classification head of the official ImageNet models (and timm); incre blocks double as features
             self.incre_modules = nn.ModuleList(
-                make_layer("BOTTLENECK", c, hc, 1) for c, hc in zip(branch_chs, head_channels)
+                make_layer("BOTTLENECK", c, hc, 1, dilation=4 * 2**b // s)
+                for b, (c, hc, s) in enumerate(zip(branch_chs, head_channels, self.branch_strides))
             )
         if head == "classification":
             self._build_aggregation(head_channels, head_features, head_conv_bias)
@@ -181,13 +180,14 @@ class HRNet(HRNetTrunk):
     # ----------------------------------------------------------------------------------------------- building
     def _build_aggregation(self, head_channels, head_features, conv_bias) -> None:
         inc = [c * 4 for c in head_channels]
+        steps = [down_step(4 * 2**i, self.output_stride) for i in range(len(inc) - 1)]
         self.downsamp_modules = nn.ModuleList(
             nn.Sequential(
-                nn.Conv2d(inc[i], inc[i + 1], 3, 2, 1, bias=conv_bias),
+                nn.Conv2d(inc[i], inc[i + 1], 3, stride, dilation, dilation, bias=conv_bias),
                 nn.BatchNorm2d(inc[i + 1], momentum=BN_MOMENTUM),
                 nn.ReLU(inplace=True),
             )
-            for i in range(len(inc) - 1)
+            for i, (stride, dilation) in enumerate(steps)
         )
         self.final_layer = nn.Sequential(
             nn.Conv2d(inc[-1], head_features, 1, bias=conv_bias),
@@ -204,7 +204,10 @@ class HRNet(HRNetTrunk):
         if self.feature_location == "incre":
             branch_chs = tuple(c * 4 for c in head_channels)
         info = [dict(num_chs=self.arch.stem_width, reduction=2, module="stem")]
-        info += [dict(num_chs=c, reduction=4 * 2**b, module=f"branch{b}") for b, c in enumerate(branch_chs)]
+        info += [
+            dict(num_chs=c, reduction=s, module=f"branch{b}")
+            for b, (c, s) in enumerate(zip(branch_chs, self.branch_strides))
+        ]
         if self.representation == "v2":
             info.append(dict(num_chs=sum(self.arch.branch_channels), reduction=4, module="concat"))
         elif self.representation == "v2p":
