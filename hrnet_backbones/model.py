@@ -170,6 +170,7 @@ class HRNet(HRNetTrunk):
                 self.head = build_head(
                     head, self.num_features, num_classes, head_kernel_size, head_hidden_channels
                 )
+                self._prune_for_dense_head()
             self.head_hidden_size = self.num_features
 
         feature_dicts = self._feature_dicts(head_channels)
@@ -194,6 +195,18 @@ class HRNet(HRNetTrunk):
             nn.BatchNorm2d(head_features, momentum=BN_MOMENTUM),
             nn.ReLU(inplace=True),
         )
+
+    def _prune_for_dense_head(self) -> None:
+        """A dense head reads the stride-4 map only: drop the layers that cannot reach it.
+
+        V1: the last module's fusions into branches 1-3; V2p: pyramid levels 1-4. Every remaining parameter then
+        gets a gradient, so DistributedDataParallel needs no ``find_unused_parameters``; checkpoints that have
+        those weights (ImageNet, detection) still load, ``checkpoint_filter_fn`` drops them.
+        """
+        if self.representation == "v1":
+            self._keep_final_branches((0,))
+        elif self.representation == "v2p":
+            self.neck.keep_levels((0,))
 
     def _stride4_channels(self, branch_chs, concat_chs, neck_channels) -> int:
         """Channels of the stride-4 map a dense head reads: branch 0, the concatenation, or pyramid level 0."""
@@ -268,7 +281,7 @@ class HRNet(HRNetTrunk):
                 why = (
                     "the last stage-4 module of this model fuses into branch(es) "
                     f"{list(self.final_out_branches)} only (official pose checkpoints carry no weights for the "
-                    "other fusions, and pruned feature extractors drop them)"
+                    "other fusions; V1 models with a dense head and pruned feature extractors drop them)"
                 )
             raise ValueError(
                 f"feature indices {missing} are not available: {why}; available indices: "
