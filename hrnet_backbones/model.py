@@ -63,15 +63,26 @@ class HRNetFeatureInfo(FeatureInfo):
 
 @register_notrace_function  # a data-independent check; a leaf for torch.fx
 def _check_input(x: torch.Tensor, in_chans: int) -> None:
+    """Refuse, with what to do instead, the inputs that would otherwise fail deep inside with a cryptic error."""
     if x.dim() != 4:
+        fix = "add a batch dimension with x.unsqueeze(0)" if x.dim() == 3 else "reshape it to (N, C, H, W)"
         raise ValueError(
             f"HRNet expects a batch of images shaped (N, {in_chans}, H, W), got a {x.dim()}-D tensor of shape "
-            f"{tuple(x.shape)}; add a batch dimension with x.unsqueeze(0)"
+            f"{tuple(x.shape)}; {fix}"
         )
     if x.shape[1] != in_chans:
+        if x.shape[-1] == in_chans:
+            fix = "the input looks channels-last (N, H, W, C): pass x.permute(0, 3, 1, 2)"
+        else:
+            fix = f"create the model with in_chans={x.shape[1]} (pretrained weights adapt the first conv)"
         raise ValueError(
             f"HRNet was built for {in_chans} input channels but got {x.shape[1]} (input shape {tuple(x.shape)}); "
-            f"create the model with in_chans={x.shape[1]}"
+            f"{fix}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(
+            f"HRNet expects floating-point images, got {x.dtype}; convert and normalise them first, e.g. "
+            "x.float() / 255 and then the model's mean and std (model.pretrained_cfg['mean'], ['std'])"
         )
 
 

@@ -167,7 +167,7 @@ def test_trainable_layers_out_of_range_is_refused():
 
 
 def test_a_given_model_is_copied_not_pruned_in_place():
-    model = timm.create_model("hrnet_w32", arch=tiny_config(), head="pose", num_classes=17)
+    model = timm.create_model("hrnetv2_w32", arch=tiny_config(), head="segmentation", num_classes=5)
     keys = set(model.state_dict())
     backbone = hrnet_detection_backbone(model, out_channels=16)
     assert set(model.state_dict()) == keys
