@@ -88,14 +88,17 @@ def calibrate_batch_norm(
     Random weights with unit BN statistics let activations grow layer after layer; after this the maps are of
     order one, as with trained weights, so absolute tolerances mean what they say.
     """
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration batches
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
     model.train()
     gen = torch.Generator().manual_seed(0)
     for _ in range(steps):
         model(torch.randn(2, getattr(model, "in_chans", 3), *input_size, generator=gen))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
     return model.eval()
 
 
