@@ -124,11 +124,170 @@ def _info_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------------------- pose
+def _box(text: str) -> tuple[float, float, float, float]:
+    try:
+        x, y, w, h = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a box is x,y,w,h (four numbers), got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"a box needs a positive width and height, got {text!r}")
+    return x, y, w, h
+
+
+def _pose_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", help="an image file (anything Pillow reads)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="a converted model folder, 'hf-hub:ORG/NAME', 'local-dir:DIR' or a registered model name",
+    )
+    p.add_argument(
+        "--box",
+        type=_box,
+        action="append",
+        required=True,
+        metavar="X,Y,W,H",
+        help="a person box in image pixels (repeat for several people)",
+    )
+    p.add_argument(
+        "--out", default=".", help="folder for IMAGE.keypoints.json and IMAGE.pose.png (default: .)"
+    )
+    p.add_argument(
+        "--refine",
+        default="auto",
+        choices=["auto", "quarter", "dark", "udp", "none"],
+        help="heatmap decoding (default: the model's codec)",
+    )
+    p.add_argument("--no-flip", action="store_true", help="skip the flip test")
+    p.add_argument("--threshold", type=float, default=0.3, help="score below which keypoints are not drawn")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+
+
+def _load_pose_model(spec: str):
+    from pathlib import Path
+
+    import timm
+
+    if spec.startswith(("hf-hub:", "local-dir:")):
+        return timm.create_model(spec, pretrained=True)
+    if Path(spec).is_dir():
+        if not (Path(spec) / "config.json").is_file():
+            raise CLIError(f"{spec} has no config.json; convert a checkpoint first (hrnet-backbones convert)")
+        return timm.create_model(f"local-dir:{spec}", pretrained=True)
+    if timm.is_model(spec):
+        print(
+            f"warning: {spec} is built with random weights (give a converted folder for real keypoints)",
+            file=sys.stderr,
+        )
+        return timm.create_model(spec, head="pose", num_classes=17)
+    raise CLIError(f"--model {spec!r} is neither a folder, a hub id (hf-hub:ORG/NAME) nor a registered model")
+
+
+def _pose_run(args: argparse.Namespace) -> int:
+    import json
+    import os
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    from .inference import keypoint_meta, predict_keypoints
+    from .keypoints import save_overlay
+
+    image_path = Path(args.image)
+    if not image_path.is_file():
+        raise CLIError(f"image not found: {image_path}")
+    out_dir = Path(args.out)
+    json_path = out_dir / f"{image_path.stem}.keypoints.json"
+    png_path = out_dir / f"{image_path.stem}.pose.png"
+    existing = [str(p) for p in (json_path, png_path) if p.exists()]
+    if existing and not args.force:
+        raise CLIError(f"{', '.join(existing)} already exist(s); pass --force to overwrite")
+    try:
+        pil = Image.open(image_path).convert("RGB")
+    except (UnidentifiedImageError, OSError) as e:
+        raise CLIError(f"cannot read {image_path} as an image: {e}") from None
+    model = _load_pose_model(args.model)
+    meta = keypoint_meta(model)
+    image = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    refine = None if args.refine == "none" else args.refine
+    keypoints, scores = predict_keypoints(
+        model, image, args.box, meta=meta, refine=refine, flip=not args.no_flip
+    )
+
+    people = [
+        {
+            "box": list(box),
+            "keypoints": [
+                {"name": name, "x": round(float(x), 2), "y": round(float(y), 2), "score": round(float(s), 4)}
+                for name, (x, y), s in zip(meta.keypoint_names, kp.tolist(), sc.tolist())
+            ],
+        }
+        for box, kp, sc in zip(args.box, keypoints, scores)
+    ]
+    record = {
+        "image": str(image_path),
+        "model": args.model,
+        "input_size": list(meta.input_size),
+        "refine": args.refine,
+        "flip_test": not args.no_flip and bool(meta.flip_pairs),
+        "people": people,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = json_path.with_name(f".{json_path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, json_path)
+    save_overlay(
+        png_path,
+        pil,
+        keypoints.numpy(),
+        scores=scores.numpy(),
+        skeleton=meta.skeleton or None,
+        threshold=args.threshold,
+    )
+    print(f"{len(people)} person(s), {len(meta.keypoint_names)} keypoints each -> {json_path}, {png_path}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- convert, push
+def _convert_args(p: argparse.ArgumentParser) -> None:
+    from .convert.cli import convert_args
+
+    convert_args(p)
+
+
+def _convert_run(args: argparse.Namespace) -> int:
+    from .convert.cli import convert_run
+
+    return convert_run(args)
+
+
+def _push_args(p: argparse.ArgumentParser) -> None:
+    from .convert.cli import push_args
+
+    push_args(p)
+
+
+def _push_run(args: argparse.Namespace) -> int:
+    from .convert.cli import push_run
+
+    return push_run(args)
+
+
 COMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
     "list": ("registered models with params and complexity", _list_args, _list_run),
     "info": ("feature table of one model: index, channels, stride, output shape", _info_args, _info_run),
+    "convert": (
+        "official / OpenMMLab HRNet checkpoint to a timm folder (safetensors, config.json, model card)",
+        _convert_args,
+        _convert_run,
+    ),
+    "push": ("upload a converted folder to the Hugging Face Hub", _push_args, _push_run),
+    "pose": ("keypoints of the people in boxes of an image: JSON and an overlay PNG", _pose_args, _pose_run),
 }
 
 

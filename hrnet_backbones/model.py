@@ -61,8 +61,8 @@ class HRNetFeatureInfo(FeatureInfo):
         return HRNetFeatureInfo(deepcopy(self.info), out_indices)
 
 
-@register_notrace_function  # a data-independent check; a leaf for torch.fx
-def _check_input(x: torch.Tensor, in_chans: int) -> None:
+@register_notrace_function  # a leaf for torch.fx (which skips wrapping names starting with "_")
+def check_input(x: torch.Tensor, in_chans: int) -> None:
     """Refuse, with what to do instead, the inputs that would otherwise fail deep inside with a cryptic error."""
     if x.dim() != 4:
         fix = "add a batch dimension with x.unsqueeze(0)" if x.dim() == 3 else "reshape it to (N, C, H, W)"
@@ -243,6 +243,8 @@ class HRNet(HRNetTrunk):
 
     @torch.jit.ignore
     def init_weights(self) -> None:
+        if self.conv1.weight.is_meta:
+            return  # nothing to initialise on the meta device (shapes only); saves seconds for full-size models
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -302,7 +304,7 @@ class HRNet(HRNetTrunk):
 
     def _taps(self, x: torch.Tensor, take: list[int], need_final: bool):
         """Run as far as needed; return ({index: tensor}, final features or None)."""
-        _check_input(x, self.in_chans)
+        check_input(x, self.in_chans)
         stem = self.forward_stem(x)
         taps: dict[int, torch.Tensor] = {}
         if 0 in take:

@@ -24,8 +24,6 @@ from torch.nn.parallel import DistributedDataParallel
 from hrnet_backbones import tiny_config
 from tests.helpers import fixture_input, fixture_model
 
-pytestmark = pytest.mark.usefixtures("xdist_threads")
-
 WORLD = 2
 STEPS = 2
 NUM_KEYPOINTS = 5

@@ -17,8 +17,6 @@ from hrnet_backbones import tiny_config
 from hrnet_backbones.detection import TRAINABLE_GROUPS, hrnet_detection_backbone
 from tests.helpers import fixture_input, fixture_model
 
-pytestmark = pytest.mark.usefixtures("xdist_threads")
-
 NAMES = ("hrnet_w32", "hrnetv2_w32", "hrnetv2p_w32")
 # few proposals and detections keep the heads cheap on CPU; the backbone path is the same as with the defaults
 SMALL_HEADS = dict(

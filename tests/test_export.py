@@ -26,8 +26,6 @@ from hrnet_backbones import tiny_config
 from hrnet_backbones.loading import fit_checkpoint
 from tests.helpers import MICRO, calibrate_batch_norm, fixture_input, fixture_model, timm_state_dict
 
-pytestmark = pytest.mark.usefixtures("xdist_threads")
-
 TRACE_SIZE = (64, 96)
 CHECK_SIZES = [
     (64, 96),

@@ -10,8 +10,6 @@ from hrnet_backbones import tiny_config
 from hrnet_backbones.trunk import branch_strides
 from tests.helpers import expected_feature_size, fixture_expected, fixture_input, fixture_model
 
-pytestmark = pytest.mark.usefixtures("xdist_threads")
-
 NAMES = ("hrnet_w32", "hrnetv2_w32", "hrnetv2p_w32")
 FUSIONS = ("nearest", "bilinear", "bilinear_scale")
 

@@ -13,8 +13,6 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from tests.helpers import fixture_model
 
-pytestmark = pytest.mark.usefixtures("xdist_threads")
-
 FAMILIES = ("pose", "seg", "det")  # V1 + pose head, V2 + segmentation head, V2p pyramid
 #: largest difference to fp32, relative to the largest fp32 output (measured: fp16 ~2e-3, bf16 ~1.3e-2)
 TOLERANCE = {torch.float16: 1e-2, torch.bfloat16: 5e-2}

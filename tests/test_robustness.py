@@ -15,8 +15,6 @@ from hrnet_backbones import StageSpec, tiny_config
 from tests.fixture_data import tiny_dir
 from tests.helpers import expected_feature_size, fixture_expected, fixture_input, timm_state_dict
 
-pytestmark = pytest.mark.usefixtures("xdist_threads")
-
 NAMES = ("hrnet_w32", "hrnetv2_w32", "hrnetv2p_w32")
 CLS_HEAD = dict(head_channels=(3, 6, 12, 24), head_features=80)
 

@@ -9,8 +9,6 @@ import torch
 
 from hrnet_backbones import tiny_config
 
-pytestmark = pytest.mark.usefixtures("xdist_threads")
-
 ENCODER = "tu-hrnet_w18"
 # smp forwards extra keyword arguments to timm.create_model: the tiny trunk keeps these tests fast
 TINY = dict(encoder_weights=None, arch=tiny_config(), classes=3)

@@ -1,0 +1,275 @@
+"""Reading a checkpoint file without running code, and unwrapping its container down to the state dict.
+
+Checkpoints are pickles, and a pickle can call any function while it is read. Files are therefore read with
+``torch.load(weights_only=True)``, whose unpickler builds only tensors and plain containers; the one extension is
+the NumPy arrays that mmpose stores in ``meta["dataset_meta"]`` (keypoint sigmas, colours), for which exactly the
+NumPy reconstruction functions and numeric dtypes are allow-listed (see :data:`NUMPY_SAFE_GLOBALS`). Anything else
+is refused before it is called. ``.safetensors`` files are read with ``safetensors`` (no pickle at all).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import warnings
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import CheckpointError, UnsafeCheckpointError
+
+__all__ = ["NUMPY_SAFE_GLOBALS", "Checkpoint", "read_checkpoint", "sha256_file", "unwrap_state_dict"]
+
+#: Files at least this large get a progress bar while they are hashed (smaller ones take well under a second).
+PROGRESS_MIN_BYTES = 512 * 2**20
+
+_NUMERIC_DTYPES = (
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+)
+
+
+def _numpy_safe_globals() -> list[Any]:
+    """The NumPy globals an array pickle needs, and nothing that can run other code.
+
+    ``_reconstruct`` + ``ndarray.__setstate__`` rebuild an array from its bytes, ``dtype`` (and, in NumPy 2, the
+    concrete numeric dtype classes such as ``numpy.dtypes.Float32DType``) describe its element type. Files pickled
+    by NumPy 1.x name the function ``numpy.core.multiarray._reconstruct``; it is registered under both names.
+    Object arrays (``ObjectDType``) are not allowed.
+    """
+    from numpy._core.multiarray import _reconstruct
+
+    allowed: list[Any] = [
+        _reconstruct,
+        (_reconstruct, "numpy.core.multiarray._reconstruct"),
+        np.ndarray,
+        np.dtype,
+    ]
+    allowed += [type(np.dtype(name)) for name in _NUMERIC_DTYPES]
+    return allowed
+
+
+#: What :func:`read_checkpoint` allows beyond ``torch.load(weights_only=True)``'s own list.
+NUMPY_SAFE_GLOBALS = _numpy_safe_globals()
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint file read into memory.
+
+    ``state_dict`` maps the file's own key names to tensors (containers unwrapped, a DataParallel ``module.``
+    prefix removed); ``meta`` is the file's ``meta`` dict when it has one (mmcv/mmengine files), and ``container``
+    says how the state dict was found, e.g. ``["state_dict"]`` or ``["module. prefix"]``.
+    """
+
+    path: Path
+    sha256: str
+    size: int
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+    container: list[str] = field(default_factory=list)
+
+
+def sha256_file(path: Path, progress: bool | None = None) -> str:
+    """Hex SHA-256 of a file, read in 4 MiB chunks (a progress bar on a terminal for very large files)."""
+    size = path.stat().st_size
+    show = size >= PROGRESS_MIN_BYTES if progress is None else progress
+    digest = hashlib.sha256()
+    bar = None
+    if show:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=size, unit="B", unit_scale=True, desc=f"hashing {path.name}", disable=None, leave=False
+        )
+    with path.open("rb") as f:
+        while chunk := f.read(4 * 2**20):
+            digest.update(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    return digest.hexdigest()
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}; check the path")
+    if path.is_dir():
+        raise CheckpointError(
+            f"{path} is a directory; expected a checkpoint file (.pth, .pt, .pth.tar, .bin or .safetensors)"
+        )
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes); the download or copy was probably interrupted")
+
+
+def _is_safetensors(path: Path) -> bool:
+    """A safetensors file starts with an 8-byte little-endian header length and then a JSON object."""
+    with path.open("rb") as f:
+        head = f.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    return 2 <= int.from_bytes(head[:8], "little") <= path.stat().st_size - 8
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)|got <class '([\w.]+)'>|function ([\w.<>]+)")
+
+
+def _explain_unpickling_error(path: Path, err: Exception) -> CheckpointError:
+    text = str(err)
+    unsafe = ("GLOBAL", "Can only build", "Can only create new object", "unrecognized function")
+    if any(u in text for u in unsafe):
+        m = _GLOBAL_RE.search(text)
+        what = (
+            next((g for g in m.groups() if g), "an object that is not a tensor") if m else "an unknown object"
+        )
+        return UnsafeCheckpointError(
+            f"refused to unpickle {path.name}: it needs {what}, which is neither a tensor nor plain data and could "
+            "run code when loaded (nothing was run); a checkpoint must hold only tensors, numbers, strings, lists "
+            "and dicts; re-save just the state_dict from a trusted environment"
+        )
+    if m := re.search(r"Unsupported operand (\d+)", text):
+        return CheckpointError(
+            f"{path.name} is not a PyTorch checkpoint that can be read safely (unsupported pickle opcode "
+            f"{m.group(1)}); if it was written with plain pickle, re-save the state dict with torch.save"
+        )
+    if "invalid load key" in text or "Invalid magic number" in text or "could not find MARK" in text:
+        return CheckpointError(
+            f"{path.name} is not a PyTorch checkpoint (unreadable pickle: {_first_line(err)})"
+        )
+    return CheckpointError(f"could not read {path.name} as a PyTorch checkpoint: {_first_line(err)}")
+
+
+def _torch_load(path: Path) -> Any:
+    is_zip = zipfile.is_zipfile(path)
+    try:
+        with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS), warnings.catch_warnings():
+            # a plain-pickle file makes torch warn before it fails; the failure alone is reported, as one line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            # zip-format files are memory-mapped: tensors are paged in as they are read, not copied up front
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+    except pickle.UnpicklingError as e:
+        raise _explain_unpickling_error(path, e) from None
+    except EOFError:
+        raise CheckpointError(
+            f"{path.name} is truncated (the data ends early); download or copy it again"
+        ) from None
+    except RuntimeError as e:
+        text = str(e)
+        if "PytorchStreamReader" in text or "zip archive" in text or "central directory" in text:
+            raise CheckpointError(
+                f"{path.name} is truncated or corrupt (its zip archive cannot be read); download or copy it again"
+            ) from None
+        if "unexpected EOF" in text:
+            raise CheckpointError(
+                f"{path.name} is truncated (the data ends early); download or copy it again"
+            ) from None
+        if "magic number" in text.lower():
+            raise CheckpointError(f"{path.name} is not a PyTorch checkpoint (no torch.save header)") from None
+        raise CheckpointError(
+            f"could not read {path.name} as a PyTorch checkpoint: {_first_line(e)}"
+        ) from None
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError) as e:
+        # a damaged pickle stream can fail in many ways inside the unpickler
+        raise CheckpointError(
+            f"{path.name} is corrupt or not a PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})"
+        ) from None
+
+
+def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
+        return tensors, meta
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{path.name} is a damaged safetensors file ({e}); download or copy it again"
+        ) from None
+
+
+def unwrap_state_dict(
+    obj: Any, name: str = "checkpoint"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[str]]:
+    """Find the state dict inside a loaded checkpoint.
+
+    Accepts a bare state dict, or one nested under ``state_dict`` (mmcv/mmengine, the segmentation repo's
+    ``FullModel`` saves) or ``model`` (generic training scripts); a leading ``module.`` (DataParallel) is removed
+    from every key that has it, as mmcv's loader does. Returns ``(state_dict, meta, container)``.
+    """
+    container: list[str] = []
+    meta: dict[str, Any] = {}
+    for _ in range(3):  # at most a few levels: {"state_dict": {"model": ...}} and the like
+        if not isinstance(obj, Mapping):
+            break
+        if isinstance(obj.get("meta"), Mapping) and not meta:
+            meta = dict(obj["meta"])
+        inner = next((k for k in ("state_dict", "model") if isinstance(obj.get(k), Mapping)), None)
+        if inner is None or any(isinstance(v, torch.Tensor) for v in obj.values()):
+            break
+        container.append(inner)
+        obj = obj[inner]
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(
+            f"{name} holds a {type(obj).__name__}, not a state dict (a mapping of parameter names to tensors); "
+            "save model.state_dict() rather than the model or a single tensor"
+        )
+    if not obj:
+        raise CheckpointError(f"{name} holds an empty state dict (no tensors)")
+    not_tensors = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        shown = ", ".join(map(repr, not_tensors[:4])) + (" ..." if len(not_tensors) > 4 else "")
+        raise CheckpointError(
+            f"{name} is not a state dict: {len(not_tensors)} of its {len(obj)} entries are not tensors ({shown}); "
+            "expected parameter names mapped to tensors, optionally under 'state_dict' or 'model'"
+        )
+    state_dict = {str(k): v for k, v in obj.items()}
+    if any(k.startswith("module.") for k in state_dict):
+        container.append("module. prefix")
+        state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    return state_dict, meta, container
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read ``path`` (a ``torch.save`` file of either format, or ``.safetensors``) without running code.
+
+    Raises ``FileNotFoundError`` or :class:`CheckpointError` (:class:`UnsafeCheckpointError` for a pickle that would
+    call something outside the allow-list) with a one-line explanation.
+    """
+    path = Path(path)
+    _check_file(path)
+    size = path.stat().st_size
+    digest = sha256_file(path)
+    if _is_safetensors(path):
+        state_dict, file_meta = _load_safetensors(path)
+        obj: Any = state_dict
+        meta_hint = {"safetensors_metadata": file_meta} if file_meta else {}
+    else:
+        obj = _torch_load(path)
+        meta_hint = {}
+    state_dict, meta, container = unwrap_state_dict(obj, path.name)
+    return Checkpoint(path, digest, size, state_dict, {**meta_hint, **meta}, container)

@@ -1,0 +1,341 @@
+"""Top-down transforms: person box -> centre/scale, the crop affine (with rotation), image warping and mapping
+keypoints back to the original image. Batched torch; NumPy in gives NumPy out.
+
+Conventions: points are ``(x, y)``; sizes ``(w, h)``; ``center`` is ``(..., 2)`` in original-image pixels and
+``scale`` is ``(..., 2)`` box ``(w, h)`` in units of ``pixel_std = 200`` px (the HRNet / DarkPose convention;
+pass ``pixel_std=1`` to work in pixels). Integer pixel coordinates are pixel centres, as in OpenCV.
+
+The crop affine is the similarity of the official ``get_affine_transform``: it maps the box centre to the
+output centre, scales by ``output_w / box_w`` and rotates by ``rot`` degrees (counter-clockwise in the image as
+displayed, i.e. the crop shows the person rotated clockwise, as in the official data augmentation). The box
+height is not used: :func:`box_to_center_scale` already gave the box the output's aspect ratio, so people are
+never stretched. With ``udp=True`` it is the ``(size - 1)`` variant of UDP / DarkPose: box width ``box_w - 1``
+maps to ``output_w - 1`` and the centre to ``((output_w - 1) / 2, (output_h - 1) / 2)``.
+
+The closed form replaces the official three-point construction plus ``cv2.getAffineTransform``; the two agree
+to float rounding (the official one rounds its three points to float32).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._common import ArrayLike, accurate_dtype, as_tensor, size_pair, to_output
+
+__all__ = [
+    "affine_transform_points",
+    "box_to_center_scale",
+    "crop_image",
+    "get_affine_transform",
+    "transform_preds",
+    "warp_affine",
+]
+
+
+def _float(x: Tensor) -> Tensor:
+    return (
+        x if x.is_floating_point() and x.dtype != torch.float16 and x.dtype != torch.bfloat16 else x.float()
+    )
+
+
+def box_to_center_scale(
+    box_xywh: ArrayLike, aspect_ratio: float, padding: float = 1.25, pixel_std: float = 200.0
+) -> tuple[ArrayLike, ArrayLike]:
+    """Person boxes to (centre, scale) with the model's aspect ratio (official ``_xywh2cs``).
+
+    The box is grown — never shrunk, never stretched — to ``w / h == aspect_ratio`` around its centre, then
+    padded by ``padding``.
+
+    Args:
+        box_xywh: ``(..., 4)`` boxes ``(x, y, w, h)`` with ``(x, y)`` the top-left corner, in pixels.
+        aspect_ratio: model input ``w / h`` (192 / 256 = 0.75 for a 256x192 model).
+        padding: context factor (1.25 in HRNet's COCO pipeline).
+        pixel_std: unit of the returned scale (200 for the official code, 1 for pixels).
+
+    Returns:
+        ``center (..., 2)`` and ``scale (..., 2)`` = padded box ``(w, h) / pixel_std``.
+    """
+    if not aspect_ratio > 0 or not math.isfinite(aspect_ratio):
+        raise ValueError(f"aspect_ratio must be a positive finite number (input w / h), got {aspect_ratio}")
+    box, as_np = as_tensor(box_xywh, "box_xywh")
+    if box.shape[-1:] != (4,):
+        raise ValueError(f"box_xywh must have shape (..., 4) = (x, y, w, h), got {tuple(box.shape)}")
+    box = _float(box)
+    x, y, w, h = box.unbind(dim=-1)
+    center = torch.stack((x + w * 0.5, y + h * 0.5), dim=-1)
+    wider = w > aspect_ratio * h
+    new_w = torch.where(wider, w, h * aspect_ratio)
+    new_h = torch.where(wider, w / aspect_ratio, h)
+    scale = torch.stack((new_w, new_h), dim=-1) * (padding / pixel_std)
+    return to_output(center, as_np), to_output(scale, as_np)
+
+
+def _similarity(
+    center: Tensor,
+    scale: Tensor,
+    rot: Tensor,
+    output_size: tuple[int, int],
+    udp: bool,
+    pixel_std: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(k, theta, c, d)`` of ``dst = k R(-theta) (src - c) + d`` in an accurate dtype."""
+    out_w, out_h = output_size
+    src_w = scale[..., 0] * pixel_std
+    if udp:
+        k = (out_w - 1.0) / (src_w - 1.0)
+        d = torch.tensor(((out_w - 1) * 0.5, (out_h - 1) * 0.5), dtype=scale.dtype, device=scale.device)
+    else:
+        k = out_w / src_w
+        d = torch.tensor((out_w * 0.5, out_h * 0.5), dtype=scale.dtype, device=scale.device)
+    theta = rot * (math.pi / 180.0)
+    return k, theta, center, d
+
+
+def _prepare_cs(
+    center: ArrayLike, scale: ArrayLike, rot: ArrayLike | float
+) -> tuple[Tensor, Tensor, Tensor, bool, torch.dtype]:
+    c, as_np = as_tensor(center, "center")
+    s, _ = as_tensor(scale, "scale")
+    if c.shape[-1:] != (2,):
+        raise ValueError(f"center must have shape (..., 2), got {tuple(c.shape)}")
+    if s.ndim == c.ndim - 1:  # one number per box: a square scale
+        s = torch.stack((s, s), dim=-1)
+    if s.shape[-1:] != (2,):
+        raise ValueError(
+            f"scale must have shape (..., 2) (box w, h in pixel_std units), got {tuple(s.shape)}"
+        )
+    out_dtype = _float(c).dtype
+    acc = accurate_dtype(c.device)
+    r = rot if isinstance(rot, Tensor) else as_tensor(rot, "rot")[0]
+    c, s, r = c.to(acc), s.to(device=c.device, dtype=acc), r.to(device=c.device, dtype=acc)
+    c, s = torch.broadcast_tensors(c, s)
+    return c, s, r, as_np, out_dtype
+
+
+def _affine_matrix(
+    center: ArrayLike,
+    scale: ArrayLike,
+    rot: ArrayLike | float,
+    output_size: Sequence[int],
+    inv: bool,
+    udp: bool,
+    pixel_std: float,
+) -> tuple[Tensor, bool, torch.dtype]:
+    """The matrices in an accurate dtype, plus whether the input was NumPy and the dtype to return."""
+    output_size = size_pair(output_size, "output_size")
+    c, s, r, as_np, out_dtype = _prepare_cs(center, scale, rot)
+    k, theta, c, d = _similarity(c, s, r, output_size, udp, pixel_std)
+    k, theta = torch.broadcast_tensors(k, theta)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    # forward: k R(-theta), inverse: R(theta) / k
+    sign = -1.0 if inv else 1.0
+    a = torch.stack((cos, sign * sin, -sign * sin, cos), dim=-1).view(*k.shape, 2, 2)
+    if not inv:
+        a = a * k[..., None, None]
+        t = d - (a @ c[..., None])[..., 0]
+    else:
+        a = a / k[..., None, None]
+        t = c - (a @ d[..., None])[..., 0]
+    return torch.cat((a, t[..., None]), dim=-1), as_np, out_dtype
+
+
+def get_affine_transform(
+    center: ArrayLike,
+    scale: ArrayLike,
+    rot: ArrayLike | float,
+    output_size: Sequence[int],
+    *,
+    inv: bool = False,
+    udp: bool = False,
+    pixel_std: float = 200.0,
+) -> ArrayLike:
+    """The crop affine, batched: ``(..., 2, 3)`` matrices like ``cv2.getAffineTransform``'s.
+
+    Args:
+        center: ``(..., 2)`` box centres in original-image pixels.
+        scale: ``(..., 2)`` box sizes ``(w, h)`` in ``pixel_std`` units (only ``w`` is used); ``(...)`` means
+            square boxes.
+        rot: rotation in degrees, a number or ``(...)``.
+        output_size: ``(w, h)`` of the crop (input size) or of the heatmap.
+        inv: return the inverse (crop -> original image).
+        udp: the ``(size - 1)`` variant of UDP / DarkPose.
+        pixel_std: unit of ``scale``.
+
+    Returns:
+        ``(..., 2, 3)`` in ``center``'s float dtype (float32 for integer input).
+    """
+    m, as_np, out_dtype = _affine_matrix(center, scale, rot, output_size, inv, udp, pixel_std)
+    return to_output(m.to(out_dtype), as_np)
+
+
+def _apply_affine(xy: Tensor, trans: Tensor) -> Tensor:
+    return xy @ trans[..., :2].transpose(-1, -2) + trans[..., None, :, 2]
+
+
+def affine_transform_points(points: ArrayLike, trans: ArrayLike) -> ArrayLike:
+    """Apply ``(..., 2, 3)`` affine matrices to ``(..., K, 2)`` points (extra columns are kept as they are).
+    Evaluated in float64; returned in the points' float dtype."""
+    p, as_np = as_tensor(points, "points")
+    t, _ = as_tensor(trans, "trans")
+    if p.ndim < 2 or p.shape[-1] < 2 or t.shape[-2:] != (2, 3):
+        raise ValueError(
+            f"need points (..., K, 2) and trans (..., 2, 3), got {tuple(p.shape)} and {tuple(t.shape)}"
+        )
+    p = _float(p)
+    acc = accurate_dtype(p.device)
+    out = _apply_affine(p[..., :2].to(acc), t.to(device=p.device, dtype=acc)).to(p.dtype)
+    if p.shape[-1] > 2:
+        out = torch.cat((out, p[..., 2:]), dim=-1)
+    return to_output(out, as_np)
+
+
+def transform_preds(
+    coords: ArrayLike,
+    center: ArrayLike,
+    scale: ArrayLike,
+    output_size: Sequence[int],
+    *,
+    rot: ArrayLike | float = 0.0,
+    udp: bool = False,
+    pixel_std: float = 200.0,
+) -> ArrayLike:
+    """Map crop-space keypoints back to the original image (official ``transform_preds``, batched).
+
+    Args:
+        coords: ``(N, K, 2)`` keypoints in the space whose size is ``output_size``: heatmap coordinates with
+            ``output_size=(W, H)``, or input-crop coordinates (what the codecs' ``decode`` returns) with
+            ``output_size=(w, h)`` — both give the same image points.
+        center, scale: ``(N, 2)`` of the crop (see :func:`get_affine_transform`).
+        rot: the crop's rotation in degrees (0 at test time).
+        udp: use the ``(size - 1)`` affine (UDP / DarkPose); pair it with :class:`UDPHeatmap`'s default decoding.
+
+    Returns:
+        ``(N, K, 2)`` original-image ``(x, y)``.
+    """
+    q, as_np = as_tensor(coords, "coords")
+    if q.ndim < 2 or q.shape[-1] < 2:
+        raise ValueError(f"coords must have shape (N, K, 2), got {tuple(q.shape)}")
+    q = _float(q)
+    if isinstance(rot, (Tensor, np.ndarray)) or float(rot) != 0.0:
+        trans, _, _ = _affine_matrix(center, scale, rot, output_size, True, udp, pixel_std)
+        _check_boxes(trans.shape[:-2], q)
+        out = _apply_affine(q[..., :2].to(trans.dtype), trans.to(q.device))
+        return to_output(out.to(q.dtype), as_np)
+    # The test-time case, no rotation: p = c + (q - d) * box_w / out_w, without building matrices.
+    c, _ = as_tensor(center, "center")
+    s, _ = as_tensor(scale, "scale")
+    if c.shape[-1:] != (2,) or s.shape not in (c.shape, c.shape[:-1]):
+        raise ValueError(
+            f"need center (N, 2) and scale (N, 2) or (N,), got {tuple(c.shape)} and {tuple(s.shape)}"
+        )
+    _check_boxes(c.shape[:-1], q)
+    out_w, out_h = size_pair(output_size, "output_size")
+    acc = accurate_dtype(q.device)
+    box_w = (s[..., 0] if s.ndim == c.ndim else s).to(device=q.device, dtype=acc) * pixel_std
+    if udp:
+        per_px, d = (box_w - 1) / (out_w - 1), ((out_w - 1) * 0.5, (out_h - 1) * 0.5)
+    else:
+        per_px, d = box_w / out_w, (out_w * 0.5, out_h * 0.5)
+    shifted = q[..., :2].to(acc) - torch.tensor(d, dtype=acc, device=q.device)
+    out = c.to(device=q.device, dtype=acc)[..., None, :] + shifted * per_px[..., None, None]
+    return to_output(out.to(q.dtype), as_np)
+
+
+def _check_boxes(boxes: tuple[int, ...], q: Tensor) -> None:
+    if tuple(boxes) != tuple(q.shape[:-2]):
+        raise ValueError(
+            f"coords {tuple(q.shape)} and center/scale give {tuple(boxes)} boxes; need one box per instance (N, 2)"
+        )
+
+
+def _invert_affine(trans: Tensor) -> Tensor:
+    a, t = trans[..., :2], trans[..., 2:]
+    det = a[..., 0, 0] * a[..., 1, 1] - a[..., 0, 1] * a[..., 1, 0]
+    inv_a = (
+        torch.stack(
+            (torch.stack((a[..., 1, 1], -a[..., 0, 1]), -1), torch.stack((-a[..., 1, 0], a[..., 0, 0]), -1)),
+            -2,
+        )
+        / det[..., None, None]
+    )
+    return torch.cat((inv_a, -(inv_a @ t)), dim=-1)
+
+
+def warp_affine(images: ArrayLike, trans: ArrayLike, output_size: Sequence[int]) -> ArrayLike:
+    """``cv2.warpAffine(img, M, output_size, flags=INTER_LINEAR)`` with a constant-0 border, batched.
+
+    Output pixel ``(x, y)`` takes the bilinear interpolation of the input at ``M^{-1} (x, y)``, with pixel
+    centres at integer coordinates and pixels outside the input counted as 0 (``F.grid_sample``,
+    ``align_corners=False``, ``padding_mode="zeros"``). Unlike OpenCV, the sampling position is not rounded to
+    1/32 pixel.
+
+    Args:
+        images: ``(N, C, H, W)`` or ``(C, H, W)``; float, or uint8 (returned rounded to uint8).
+        trans: ``(N, 2, 3)`` (or ``(2, 3)``) forward affines, input pixels -> output pixels.
+        output_size: ``(w, h)`` of the output.
+
+    Returns:
+        ``(N, C, h, w)`` (or ``(C, h, w)``).
+    """
+    out_w, out_h = size_pair(output_size, "output_size")
+    img, as_np = as_tensor(images, "images")
+    single = img.ndim == 3
+    if single:
+        img = img[None]
+    if img.ndim != 4:
+        raise ValueError(f"images must be (N, C, H, W) or (C, H, W), got {tuple(img.shape)}")
+    t, _ = as_tensor(trans, "trans")
+    if t.ndim == 2:
+        t = t[None]
+    if t.shape[-2:] != (2, 3) or t.shape[0] not in (1, img.shape[0]):
+        raise ValueError(f"trans must be (N, 2, 3) with N = {img.shape[0]} (or 1), got {tuple(t.shape)}")
+    orig_dtype = img.dtype
+    work = img.to(torch.float32) if not img.is_floating_point() else _float(img)
+    n, _, in_h, in_w = work.shape
+    inv = _invert_affine(t.to(device=work.device, dtype=accurate_dtype(work.device))).expand(n, 2, 3)
+    ys, xs = torch.meshgrid(
+        torch.arange(out_h, dtype=inv.dtype, device=work.device),
+        torch.arange(out_w, dtype=inv.dtype, device=work.device),
+        indexing="ij",
+    )
+    pts = torch.stack((xs, ys), dim=-1).reshape(1, -1, 2)
+    src = pts @ inv[:, :, :2].transpose(1, 2) + inv[:, None, :, 2]
+    # Pixel-centre coordinates to grid_sample's [-1, 1] with align_corners=False.
+    size = torch.tensor((in_w, in_h), dtype=inv.dtype, device=work.device)
+    grid = ((2 * src + 1) / size - 1).to(work.dtype).view(n, out_h, out_w, 2)
+    out = F.grid_sample(work, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if orig_dtype == torch.uint8:
+        out = out.round().clamp(0, 255).to(torch.uint8)
+    elif out.dtype != orig_dtype and orig_dtype.is_floating_point:
+        out = out.to(orig_dtype)
+    if single:
+        out = out[0]
+    return to_output(out, as_np)
+
+
+def crop_image(
+    images: ArrayLike,
+    center: ArrayLike,
+    scale: ArrayLike,
+    output_size: Sequence[int],
+    *,
+    rot: ArrayLike | float = 0.0,
+    udp: bool = False,
+    pixel_std: float = 200.0,
+) -> ArrayLike:
+    """Cut the model input out of the original images (official ``crop`` / the ``warpAffine`` in
+    ``JointsDataset``): :func:`get_affine_transform` then :func:`warp_affine`.
+
+    Args:
+        images: ``(N, C, H, W)``, one image per box (repeat an image for several people).
+        center, scale: ``(N, 2)``; rot: degrees.
+        output_size: ``(w, h)`` of the model input.
+    """
+    trans = get_affine_transform(center, scale, rot, output_size, udp=udp, pixel_std=pixel_std)
+    return warp_affine(images, trans, output_size)

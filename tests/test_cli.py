@@ -1,0 +1,58 @@
+"""The hrnet-backbones command: list and info."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from hrnet_backbones.cli import main
+
+
+def test_info_defaults_to_hrnet_w32_at_256x192(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "hrnet_w32" in out and "256x192" in out
+    assert "1x32x64x48" in out and "1x256x8x6" in out  # branch 0 at stride 4, branch 3 at stride 32
+
+
+def test_info_of_a_v2p_model_at_an_odd_size(capsys):
+    assert main(["info", "hrnetv2p_w18", "--input-size", "250", "330"]) == 0
+    out = capsys.readouterr().out
+    assert "pyramid4" in out and "1x256x3x5" in out
+    assert "default out_indices: [5, 6, 7, 8, 9]" in out
+
+
+def test_list_shows_every_model_with_complexity(capsys):
+    assert main(["list", "--input-size", "256", "192"]) == 0
+    out = capsys.readouterr().out
+    for name in ("hrnet_w18", "hrnetv2_w32", "hrnetv2p_w48"):
+        assert name in out
+    row = next(line for line in out.splitlines() if line.startswith("hrnet_w32 "))
+    assert "W32" in row and "64,32,64,128,256" in row
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["info", "resnet50"], "not one of this package's"),
+        (["info", "nope"], "unknown model"),
+        (["info", "--input-size", "0", "5"], "positive"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_console_entry_point_runs_as_a_module():
+    result = subprocess.run(
+        [sys.executable, "-m", "hrnet_backbones", "info", "hrnetv2_w18", "--input-size", "64", "64"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "270" in result.stdout

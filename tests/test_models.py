@@ -1,0 +1,314 @@
+"""The timm model surface of every registered HRNet: shapes, features, indices, training, tracing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import timm
+import torch
+from conftest import randomize
+from timm.layers import create_feature_extractor, get_notrace_functions, get_notrace_modules
+from torchvision.models.feature_extraction import NodePathTracer
+
+from hrnet_backbones import HRNet, HRNetFeatures, model_names, tiny_config
+
+NAMES = model_names()
+
+
+def expected_shapes(name: str, h: int, w: int, indices: list[int]) -> list[tuple[int, int]]:
+    """Spatial sizes from the network's own rounding: ceil at each stride-2 conv; the pyramid floors, never below 1."""
+
+    def at(stride: int) -> tuple[int, int]:
+        sh, sw = h, w
+        for _ in range(int(math.log2(stride))):
+            sh, sw = -(-sh // 2), -(-sw // 2)
+        return sh, sw
+
+    sizes = [at(2)] + [at(4 * 2**b) for b in range(4)]
+    if name.startswith("hrnetv2p"):
+        s4 = at(4)
+        sizes += [(max(1, s4[0] // 2**i), max(1, s4[1] // 2**i)) for i in range(5)]
+    elif name.startswith("hrnetv2"):
+        sizes.append(at(4))
+    return [sizes[i] for i in indices]
+
+
+@pytest.mark.parametrize("size", [(256, 192), (250, 330)])
+@pytest.mark.parametrize("name", NAMES)
+def test_feature_shapes_match_feature_info(name, size):
+    with torch.device("meta"):
+        model = timm.create_model(name, features_only=True, out_indices=None)
+        everything = timm.create_model(name, head="none")
+        feats = model(torch.empty(2, 3, *size))
+        all_feats = everything.forward_intermediates(torch.empty(1, 3, *size), intermediates_only=True)
+    assert len(feats) == len(model.feature_info.out_indices)
+    for f, chs in zip(feats, model.feature_info.channels(), strict=True):
+        assert f.shape[:2] == (2, chs)
+    assert [tuple(f.shape[-2:]) for f in feats] == expected_shapes(name, *size, list(model.out_indices))
+    info = everything.feature_info
+    assert [f.shape[1] for f in all_feats] == info.channels(list(range(len(info.info))))
+    assert [tuple(f.shape[-2:]) for f in all_feats] == expected_shapes(
+        name, *size, list(range(len(info.info)))
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "channels", "strides"),
+    [
+        ("hrnet_w32", [64, 32, 64, 128, 256], [2, 4, 8, 16, 32]),
+        ("hrnetv2_w32", [480], [4]),
+        ("hrnetv2p_w32", [256] * 5, [4, 8, 16, 32, 64]),
+        ("hrnetv2_w18", [270], [4]),
+        ("hrnetv2_w48", [720], [4]),
+    ],
+)
+def test_features_only_defaults(name, channels, strides):
+    with torch.device("meta"):
+        model = timm.create_model(name, features_only=True)
+    assert isinstance(model, HRNetFeatures)
+    assert model.feature_info.channels() == channels
+    assert model.feature_info.reduction() == strides
+
+
+def test_real_forward_on_an_odd_size_full_model():
+    model = timm.create_model(
+        "hrnetv2p_w18", features_only=True, out_indices=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
+    ).eval()
+    with torch.no_grad():
+        feats = model(torch.randn(1, 3, 257, 193))
+    assert [tuple(f.shape[-2:]) for f in feats] == expected_shapes("hrnetv2p_w18", 257, 193, list(range(10)))
+    assert all(torch.isfinite(f).all() for f in feats)
+
+
+@pytest.mark.parametrize(
+    ("out_indices", "expected"),
+    [((1, 2), [1, 2]), ((-1,), [4]), ((0, -2), [0, 3]), (2, [3, 4]), (5, [0, 1, 2, 3, 4])],
+)
+def test_out_indices_as_timm_takes_them(out_indices, expected):
+    model = timm.create_model("hrnet_w32", arch=tiny_config(), features_only=True, out_indices=out_indices)
+    assert list(model.feature_info.out_indices) == expected
+    feats = model(torch.randn(1, 3, 64, 64))
+    assert [f.shape[1] for f in feats] == model.feature_info.channels()
+
+
+def test_v2_out_indices_reach_the_concatenation_and_branches():
+    model = timm.create_model("hrnetv2_w32", arch=tiny_config(), features_only=True, out_indices=(1, -1))
+    assert model.feature_info.channels() == [4, 60]
+    assert model.feature_info.reduction() == [4, 4]
+
+
+@pytest.mark.parametrize("bad", [(5,), (-7,), 0, 6])
+def test_out_of_range_out_indices_are_refused(bad):
+    with pytest.raises(ValueError, match="out of range"):
+        timm.create_model("hrnet_w32", arch=tiny_config(), features_only=True, out_indices=bad)
+
+
+@pytest.mark.parametrize("name", ["hrnet_w32", "hrnetv2_w32", "hrnetv2p_w32"])
+def test_feature_cls_getter_matches_the_default_extractor(name):
+    native = randomize(timm.create_model(name, arch=tiny_config(), features_only=True)).eval()
+    getter = timm.create_model(name, arch=tiny_config(), features_only=True, feature_cls="getter").eval()
+    getter.model.load_state_dict(native.state_dict(), strict=False)
+    assert getter.feature_info.channels() == native.feature_info.channels()
+    assert getter.feature_info.reduction() == native.feature_info.reduction()
+    x = torch.randn(2, 3, 72, 56)
+    with torch.no_grad():
+        for a, b in zip(getter(x), native(x), strict=True):
+            torch.testing.assert_close(a, b)
+
+
+def test_feature_cls_dict_names_the_features():
+    model = timm.create_model("hrnetv2p_w32", arch=tiny_config(), features_only=True, feature_cls="dict")
+    out = model(torch.randn(1, 3, 64, 64))
+    assert list(out) == ["pyramid0", "pyramid1", "pyramid2", "pyramid3", "pyramid4"]
+
+
+@pytest.mark.parametrize("feature_cls", ["hook", "fx"])
+def test_feature_cls_that_cannot_tap_branches_is_refused_clearly(feature_cls):
+    with pytest.raises(ValueError, match="feature_cls"):
+        timm.create_model("hrnet_w32", arch=tiny_config(), features_only=True, feature_cls=feature_cls)
+
+
+def test_pose_trunk_with_single_scale_last_module_refuses_lower_branch_features():
+    arch = tiny_config(multi_scale_last=False)
+    model = timm.create_model("hrnet_w32", arch=arch, features_only=True)
+    assert list(model.feature_info.out_indices) == [0, 1]
+    with pytest.raises(ValueError, match=r"not available.*branch\(es\) \[0\]"):
+        timm.create_model("hrnet_w32", arch=arch, features_only=True, out_indices=(1, 2))
+    with pytest.raises(ValueError, match="needs all four branches"):
+        timm.create_model("hrnetv2_w32", arch=arch)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_model_builds_on_the_meta_device(name):
+    with torch.device("meta"):
+        model = timm.create_model(name)
+    assert all(p.device.type == "meta" for p in model.parameters())
+    assert model.pretrained_cfg["architecture"] == name
+
+
+def test_forward_intermediates_and_forward_features_agree():
+    model = randomize(timm.create_model("hrnetv2_w32", arch=tiny_config(), head="none")).eval()
+    x = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        final, inter = model.forward_intermediates(x)
+        assert torch.equal(final, model.forward_features(x))
+        assert torch.equal(inter[-1], final)  # index 5 is the concatenation
+        only = model.forward_intermediates(x, indices=[0], intermediates_only=True, stop_early=True)
+        assert torch.equal(only[0], inter[0])
+
+
+def test_classification_forward_head_pre_logits():
+    model = timm.create_model("hrnet_w32", arch=tiny_config(), head_channels=(3, 6, 12, 24), head_features=80)
+    feats = model.forward_features(torch.randn(2, 3, 64, 64))
+    assert feats.shape == (2, 80, 2, 2)
+    assert model.forward_head(feats, pre_logits=True).shape == (2, 80)
+    assert model.forward_head(feats).shape == (2, 1000)
+
+
+def test_prune_intermediate_layers_drops_unused_parameters():
+    model = timm.create_model("hrnet_w32", arch=tiny_config())
+    before = sum(p.numel() for p in model.parameters())
+    kept = model.prune_intermediate_layers([0, 1])
+    assert kept == [0, 1]
+    assert model.classifier is not None and not any(k.startswith("classifier") for k in model.state_dict())
+    assert sum(p.numel() for p in model.parameters()) < before
+    assert model.stage4[-1].out_branches == (0,)
+    out = model.forward_intermediates(torch.randn(1, 3, 64, 64), indices=[0, 1], intermediates_only=True)
+    assert [t.shape[1] for t in out] == [64, 4]
+    stem_only = timm.create_model("hrnet_w32", arch=tiny_config())
+    stem_only.prune_intermediate_layers(indices=[0])
+    assert [k for k in stem_only.state_dict() if not k.startswith(("conv1", "bn1"))] == []
+
+
+@pytest.mark.parametrize("name", ["hrnet_w32", "hrnetv2_w32", "hrnetv2p_w32"])
+@pytest.mark.parametrize("out_indices", [None, (2,), (0, 3)])
+def test_every_parameter_of_a_feature_extractor_gets_a_gradient(name, out_indices):
+    if out_indices is not None and name != "hrnet_w32":
+        out_indices = tuple(i + 5 for i in out_indices if i + 5 < (6 if name == "hrnetv2_w32" else 10)) or (
+            5,
+        )
+    model = timm.create_model(name, arch=tiny_config(), features_only=True, out_indices=out_indices)
+    sum(f.float().pow(2).mean() for f in model(torch.randn(2, 3, 64, 64))).backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
+    assert no_grad == []
+
+
+@pytest.mark.parametrize("name", NAMES[::3])
+def test_backward_pass_of_the_full_model(name):
+    model = timm.create_model(name, arch=tiny_config(), head_channels=(3, 6, 12, 24), head_features=40)
+    out = model(torch.randn(2, 3, 64, 64))
+    out.logsumexp(1).mean().backward()
+    # the V2p neck feeds forward_intermediates (indices 5-9), not the ImageNet head
+    trained = [(n, p) for n, p in model.named_parameters() if not n.startswith("neck.")]
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for _, p in trained)
+
+
+@pytest.mark.parametrize("name", ["hrnet_w32", "hrnetv2p_w32"])
+def test_gradient_checkpointing_gives_the_same_gradients(name):
+    torch.manual_seed(0)
+    model = timm.create_model(name, arch=tiny_config(), features_only=True)
+    x = torch.randn(2, 3, 64, 48)
+
+    def grads(checkpointing: bool) -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        model.set_grad_checkpointing(checkpointing)
+        sum(f.sum() for f in model(x)).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    plain, ckpt = grads(False), grads(True)
+    for n in plain:
+        torch.testing.assert_close(ckpt[n], plain[n], rtol=1e-4, atol=1e-6, msg=n)
+
+
+def test_in_chans_builds_a_matching_first_conv():
+    model = timm.create_model("hrnet_w32", arch=tiny_config(), in_chans=1, features_only=True)
+    assert model.conv1.weight.shape[1] == 1
+    assert model(torch.randn(1, 1, 64, 64))[0].shape == (1, 64, 32, 32)
+
+
+@pytest.mark.parametrize(
+    ("x", "match"),
+    [(torch.randn(3, 64, 64), "3-D"), (torch.randn(1, 4, 64, 64), "in_chans=4")],
+)
+def test_bad_input_gets_a_clear_error(x, match):
+    model = timm.create_model("hrnet_w32", arch=tiny_config(), features_only=True)
+    with pytest.raises(ValueError, match=match):
+        model(x)
+
+
+def test_reset_classifier_and_get_classifier():
+    model = timm.create_model("hrnet_w32", arch=tiny_config(), head_channels=(3, 6, 12, 24), head_features=40)
+    model.reset_classifier(7)
+    assert model.get_classifier().out_features == 7
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 7)
+    model.reset_classifier(0)
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 40)
+    pose = timm.create_model("hrnet_w32", arch=tiny_config(), head="pose", num_classes=17)
+    pose.reset_classifier(16)
+    assert pose.get_classifier().out_channels == 16
+    assert pose(torch.randn(1, 3, 64, 48)).shape == (1, 16, 16, 12)
+
+
+def test_group_matcher_groups_every_parameter():
+    model = timm.create_model("hrnet_w32", arch=tiny_config())
+    groups = timm.models.group_parameters(model, model.group_matcher())
+    grouped = sum(len(names) for names in groups.values())
+    assert grouped == len(list(model.named_parameters()))
+    assert len(groups) > 4
+
+
+def test_train_and_eval_modes_differ_only_through_batchnorm():
+    model = randomize(timm.create_model("hrnet_w32", arch=tiny_config(), features_only=True))
+    x = torch.randn(4, 3, 64, 64)
+    model.train()
+    train_out = model(x)
+    model.eval()
+    with torch.no_grad():
+        eval_out = model(x)
+    assert not torch.allclose(train_out[-1], eval_out[-1])
+    assert model.bn1.num_batches_tracked.item() == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_forward_is_finite_and_close(dtype):
+    model = randomize(timm.create_model("hrnetv2_w32", arch=tiny_config(), features_only=True)).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)[0]
+        with torch.autocast("cpu", dtype=dtype):
+            low = model(x)[0]
+    assert low.dtype == dtype and torch.isfinite(low).all()
+    assert (low.float() - ref).abs().max() < 0.05 * ref.abs().max()
+
+
+@pytest.mark.parametrize("name", ["hrnet_w32", "hrnetv2p_w32"])
+@pytest.mark.parametrize("features_only", [False, True])
+def test_torch_fx_tracing_as_timm_tests_do(name, features_only):
+    """timm's test suite traces with its leaf modules / autowrapped functions and compares with eager."""
+    kwargs = dict(arch=tiny_config(), features_only=features_only)
+    if not features_only:
+        kwargs.update(head_channels=(3, 6, 12, 24), head_features=40)
+    model = randomize(timm.create_model(name, **kwargs)).eval()
+    # as timm's _create_fx_model: trace, then return the nodes that feed the graph's output
+    tracer = NodePathTracer(leaf_modules=get_notrace_modules(), autowrap_functions=get_notrace_functions())
+    graph = tracer.trace(model)
+    output = list(graph.nodes)[-1]
+    return_nodes = [tracer.node_to_qualname[n] for n in output._input_nodes]
+    fx_model = create_feature_extractor(model, return_nodes=return_nodes)
+    x = torch.randn(1, 3, 72, 56)
+    with torch.no_grad():
+        eager = model(x)
+        traced = list(fx_model(x).values())
+    eager = eager if isinstance(eager, list) else [eager]
+    for a, b in zip(eager, traced, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_unknown_options_are_refused():
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        HRNet(tiny_config(), bogus=1)
+    with pytest.raises(ValueError, match="representation"):
+        HRNet(tiny_config(), representation="v3")
+    with pytest.raises(ValueError, match="output_stride"):
+        HRNet(tiny_config(), output_stride=4)  # 8 and 16 dilate the lower branches (tests/test_output_stride.py)
