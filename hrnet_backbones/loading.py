@@ -63,17 +63,20 @@ def checkpoint_kind(state_dict: dict[str, torch.Tensor]) -> str:
 
 
 def _foreign_layout(state_dict: dict[str, torch.Tensor]) -> str | None:
-    """A description of the checkpoint if it is still in another project's key layout."""
-    if any(k.startswith("backbone.") for k in state_dict):
-        return "an OpenMMLab (mmpose / mmseg / mmdet) or official detection checkpoint: keys start with 'backbone.'"
-    if any(k.startswith("model.") for k in state_dict):
-        return "an official HRNet segmentation checkpoint: keys start with 'model.'"
-    if any(k.startswith("last_layer.") for k in state_dict):
-        return "an official HRNet segmentation checkpoint: its head is 'last_layer.*'"
+    """What the checkpoint is, if its keys show it is still in another project's layout; else None."""
     w = state_dict.get("final_layer.weight")
-    if isinstance(w, torch.Tensor) and w.ndim == 4 and "incre_modules.0.0.conv1.weight" not in state_dict:
-        return "an official HRNet pose checkpoint: its head is 'final_layer.*' at the top level"
-    return None
+    foreign = (
+        any(k.startswith(("backbone.", "model.", "last_layer.")) for k in state_dict)
+        or (isinstance(w, torch.Tensor) and w.ndim == 4)  # the official pose head; ours is head.final_layer
+    )
+    if not foreign:
+        return None
+    from .convert import LayoutError, match_layout  # the converter knows every layout; only needed here
+
+    try:
+        return f"a checkpoint of the {match_layout(state_dict).layout.description}"
+    except LayoutError:
+        return "a checkpoint in another project's key layout (prefixed keys such as 'backbone.' or 'model.')"
 
 
 def _unwrap(state_dict: dict) -> dict[str, torch.Tensor]:
@@ -146,7 +149,7 @@ def fit_checkpoint(state_dict: dict, model: nn.Module) -> dict[str, torch.Tensor
     foreign = _foreign_layout(state_dict)
     if foreign:
         raise ValueError(
-            f"this is {foreign}, not this package's layout; convert it first (`hrnet-backbones convert FILE --out "
+            f"this is {foreign}, not in this package's key layout; convert it first (`hrnet-backbones convert FILE --out "
             "DIR`) and create the model from the folder: timm.create_model('local-dir:DIR', pretrained=True)"
         )
     own = model.state_dict()

@@ -176,7 +176,7 @@ def test_an_unconverted_official_file_is_sent_to_the_converter(family):
         "seg": ("hrnetv2_w32", dict(head="segmentation", num_classes=19, arch=tiny_config())),
         "det": ("hrnetv2p_w32", dict(features_only=True, neck_channels=16, arch=tiny_config())),
     }[family]
-    with pytest.raises(ValueError, match=r"not this package's layout; convert it first"):
+    with pytest.raises(ValueError, match=r"not in this package's key layout; convert it first"):
         _pretrained(name, str(tiny_dir(family) / "checkpoint.pth"), **kwargs)
 
 
