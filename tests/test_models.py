@@ -311,4 +311,6 @@ def test_unknown_options_are_refused():
     with pytest.raises(ValueError, match="representation"):
         HRNet(tiny_config(), representation="v3")
     with pytest.raises(ValueError, match="output_stride"):
-        HRNet(tiny_config(), output_stride=4)  # 8 and 16 dilate the lower branches (tests/test_output_stride.py)
+        HRNet(
+            tiny_config(), output_stride=4
+        )  # 8 and 16 dilate the lower branches (tests/test_output_stride.py)

@@ -23,7 +23,7 @@ from tests.helpers import MICRO, ceil_div, expected_feature_size
 VARIANTS = ("hrnet_w32", "hrnetv2_w32", "hrnetv2p_w32")
 SIDES = st.integers(min_value=32, max_value=512)
 BATCH = st.integers(min_value=1, max_value=3)
-SHAPE_SETTINGS = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SHAPE_SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # the micro trunk: every stride, fusion and representation of the full layout, a third of the ops to trace
