@@ -11,15 +11,8 @@ from hrnet_backbones import HRNetConfig, StageSpec
 from tests.helpers import timm_state_dict
 
 STAGE_KEYS = ("num_modules", "num_blocks", "num_channels", "block", "fuse_method")
-HEAD_PREFIXES = (
-    "final_layer.",
-    "incre_modules.",
-    "downsamp_modules.",
-    "classifier.",
-    "head.",
-    "last_layer.",
-    "neck.",
-)
+# the parts around the trunk, in our key layout (tests.helpers.timm_state_dict renames the official heads)
+HEAD_PREFIXES = ("incre_modules.", "downsamp_modules.", "final_layer.", "classifier.", "head.", "neck.")
 
 
 def arch_from_fixture(config: dict, **changes) -> HRNetConfig:
