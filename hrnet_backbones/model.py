@@ -29,7 +29,7 @@ from torch import nn
 from .config import HRNetConfig, hrnet_config
 from .heads import HEADS, build_head
 from .representations import HRFPN, REPRESENTATIONS, concat_branches
-from .trunk import BN_MOMENTUM, HRNetTrunk, make_layer
+from .trunk import BN_MOMENTUM, HRNetTrunk, down_step, make_layer
 
 __all__ = ["HRNet", "HRNetFeatureInfo", "HRNetFeatures"]
 
@@ -63,15 +63,26 @@ class HRNetFeatureInfo(FeatureInfo):
 
 @register_notrace_function  # a leaf for torch.fx (which skips wrapping names starting with "_")
 def check_input(x: torch.Tensor, in_chans: int) -> None:
+    """Refuse, with what to do instead, the inputs that would otherwise fail deep inside with a cryptic error."""
     if x.dim() != 4:
+        fix = "add a batch dimension with x.unsqueeze(0)" if x.dim() == 3 else "reshape it to (N, C, H, W)"
         raise ValueError(
             f"HRNet expects a batch of images shaped (N, {in_chans}, H, W), got a {x.dim()}-D tensor of shape "
-            f"{tuple(x.shape)}; add a batch dimension with x.unsqueeze(0)"
+            f"{tuple(x.shape)}; {fix}"
         )
     if x.shape[1] != in_chans:
+        if x.shape[-1] == in_chans:
+            fix = "the input looks channels-last (N, H, W, C): pass x.permute(0, 3, 1, 2)"
+        else:
+            fix = f"create the model with in_chans={x.shape[1]} (pretrained weights adapt the first conv)"
         raise ValueError(
             f"HRNet was built for {in_chans} input channels but got {x.shape[1]} (input shape {tuple(x.shape)}); "
-            f"create the model with in_chans={x.shape[1]}"
+            f"{fix}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(
+            f"HRNet expects floating-point images, got {x.dtype}; convert and normalise them first, e.g. "
+            "x.float() / 255 and then the model's mean and std (model.pretrained_cfg['mean'], ['std'])"
         )
 
 
@@ -86,6 +97,9 @@ class HRNet(HRNetTrunk):
             ``"none"`` (forward returns the representation).
         num_classes: classes, keypoints or landmarks of the head.
         feature_location: ``""`` (raw branches) or ``"incre"`` (branches through the channel-increase blocks).
+        output_stride: 32 (the published network), 16 or 8: branches that would be coarser stay at this stride and
+            are dilated instead (same parameters, so pretrained weights load); ``feature_info`` reports the true
+            reductions. For DeepLab-style decoders that ask for it.
         head_channels, head_features, head_conv_bias: classification head sizes (timm: 32/64/128/256, 2048, bias).
         head_kernel_size, head_hidden_channels: pose / landmark / segmentation head sizes.
         neck_channels, neck_levels: V2p pyramid width and depth.
@@ -128,12 +142,7 @@ class HRNet(HRNetTrunk):
             raise ValueError(
                 "feature_location='incre' applies to the HRNetV1 branches; use an hrnet_w* model"
             )
-        if output_stride != 32:
-            raise ValueError(
-                f"output_stride={output_stride} is not supported: HRNet's branches are fixed at strides 4-32 and "
-                "already keep a stride-4 map; read the high-resolution features instead of dilating"
-            )
-        super().__init__(arch, in_chans)
+        super().__init__(arch, in_chans, output_stride)
         self.representation = representation
         self.head_type = head
         self.num_classes = num_classes if head != "none" else 0
@@ -152,7 +161,8 @@ class HRNet(HRNetTrunk):
         if head == "classification" or feature_location == "incre":
             # the classification head of the official ImageNet models (and timm); incre blocks double as features
             self.incre_modules = nn.ModuleList(
-                make_layer("BOTTLENECK", c, hc, 1) for c, hc in zip(branch_chs, head_channels)
+                make_layer("BOTTLENECK", c, hc, 1, dilation=4 * 2**b // s)
+                for b, (c, hc, s) in enumerate(zip(branch_chs, head_channels, self.branch_strides))
             )
         if head == "classification":
             self._build_aggregation(head_channels, head_features, head_conv_bias)
@@ -171,6 +181,7 @@ class HRNet(HRNetTrunk):
                 self.head = build_head(
                     head, self.num_features, num_classes, head_kernel_size, head_hidden_channels
                 )
+                self._prune_for_dense_head()
             self.head_hidden_size = self.num_features
 
         feature_dicts = self._feature_dicts(head_channels)
@@ -181,19 +192,32 @@ class HRNet(HRNetTrunk):
     # ----------------------------------------------------------------------------------------------- building
     def _build_aggregation(self, head_channels, head_features, conv_bias) -> None:
         inc = [c * 4 for c in head_channels]
+        steps = [down_step(4 * 2**i, self.output_stride) for i in range(len(inc) - 1)]
         self.downsamp_modules = nn.ModuleList(
             nn.Sequential(
-                nn.Conv2d(inc[i], inc[i + 1], 3, 2, 1, bias=conv_bias),
+                nn.Conv2d(inc[i], inc[i + 1], 3, stride, dilation, dilation, bias=conv_bias),
                 nn.BatchNorm2d(inc[i + 1], momentum=BN_MOMENTUM),
                 nn.ReLU(inplace=True),
             )
-            for i in range(len(inc) - 1)
+            for i, (stride, dilation) in enumerate(steps)
         )
         self.final_layer = nn.Sequential(
             nn.Conv2d(inc[-1], head_features, 1, bias=conv_bias),
             nn.BatchNorm2d(head_features, momentum=BN_MOMENTUM),
             nn.ReLU(inplace=True),
         )
+
+    def _prune_for_dense_head(self) -> None:
+        """A dense head reads the stride-4 map only: drop the layers that cannot reach it.
+
+        V1: the last module's fusions into branches 1-3; V2p: pyramid levels 1-4. Every remaining parameter then
+        gets a gradient, so DistributedDataParallel needs no ``find_unused_parameters``; checkpoints that have
+        those weights (ImageNet, detection) still load, ``checkpoint_filter_fn`` drops them.
+        """
+        if self.representation == "v1":
+            self._keep_final_branches((0,))
+        elif self.representation == "v2p":
+            self.neck.keep_levels((0,))
 
     def _stride4_channels(self, branch_chs, concat_chs, neck_channels) -> int:
         """Channels of the stride-4 map a dense head reads: branch 0, the concatenation, or pyramid level 0."""
@@ -204,7 +228,10 @@ class HRNet(HRNetTrunk):
         if self.feature_location == "incre":
             branch_chs = tuple(c * 4 for c in head_channels)
         info = [dict(num_chs=self.arch.stem_width, reduction=2, module="stem")]
-        info += [dict(num_chs=c, reduction=4 * 2**b, module=f"branch{b}") for b, c in enumerate(branch_chs)]
+        info += [
+            dict(num_chs=c, reduction=s, module=f"branch{b}")
+            for b, (c, s) in enumerate(zip(branch_chs, self.branch_strides))
+        ]
         if self.representation == "v2":
             info.append(dict(num_chs=sum(self.arch.branch_channels), reduction=4, module="concat"))
         elif self.representation == "v2p":
@@ -267,7 +294,7 @@ class HRNet(HRNetTrunk):
                 why = (
                     "the last stage-4 module of this model fuses into branch(es) "
                     f"{list(self.final_out_branches)} only (official pose checkpoints carry no weights for the "
-                    "other fusions, and pruned feature extractors drop them)"
+                    "other fusions; V1 models with a dense head and pruned feature extractors drop them)"
                 )
             raise ValueError(
                 f"feature indices {missing} are not available: {why}; available indices: "

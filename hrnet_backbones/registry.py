@@ -19,6 +19,7 @@ from timm.models._features import FeatureGetterNet
 from timm.models._pretrained import PretrainedCfg
 
 from .config import WIDTHS, hrnet_config
+from .loading import fit_checkpoint
 from .model import HRNet, HRNetFeatures
 
 __all__ = ["VARIANTS", "default_cfgs", "model_names"]
@@ -90,48 +91,15 @@ def _split_pretrained_cfg(pretrained_cfg: Any) -> tuple[Any, dict[str, Any]]:
     return known, extra
 
 
-def _has_head_keys(state_dict: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -> bool:
-    return any(k.startswith(prefixes) for k in state_dict)
-
-
 def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: HRNet) -> dict[str, torch.Tensor]:
-    """Fit a checkpoint in timm's key layout to ``model`` before the strict load.
+    """Fit a checkpoint in timm's key layout to ``model`` before the load (see :func:`loading.fit_checkpoint`).
 
-    Keys of parts the model does not have (a head it was built without, fusions pruned away) are dropped; an
-    untrained V2p neck missing from ImageNet weights keeps its initialisation. A trunk of another width or layout
-    is refused with a message naming both, rather than a wall of shape mismatches.
+    Keys of parts the model does not have (a head it was built without, fusions pruned away) are dropped; a head
+    or V2p neck the checkpoint lacks keeps its initialisation. Another width, another task, an unconverted file
+    or an incomplete trunk is refused with a message naming both sides, rather than loaded half-way: timm loads
+    non-strictly whenever num_classes differs from the tag's, so the check cannot be left to ``load_state_dict``.
     """
-    if "state_dict" in state_dict and isinstance(state_dict["state_dict"], dict):
-        state_dict = state_dict["state_dict"]
-    _check_width(state_dict, model)
-    own = model.state_dict()
-    optional = ("incre_modules.", "downsamp_modules.", "final_layer.", "classifier.", "head.", "neck.")
-    last = f"stage4.{len(model.stage4) - 1}.fuse_layers."
-    out = {}
-    for k, v in state_dict.items():
-        if k in own:
-            out[k] = v
-        elif k.startswith(optional) or (
-            k.startswith(last) and not isinstance(model.stage4, torch.nn.Identity)
-        ):
-            continue  # a part this model was built (or pruned) without
-        else:
-            out[k] = v  # unknown trunk key: let the strict load report it
-    if model.neck is not None and not _has_head_keys(state_dict, ("neck.",)):
-        _logger.info("checkpoint has no V2p neck weights; the neck keeps its random initialisation")
-        out.update({k: v for k, v in own.items() if k.startswith("neck.")})
-    return out
-
-
-def _check_width(state_dict: dict[str, torch.Tensor], model: HRNet) -> None:
-    key = "transition1.0.0.weight"
-    if key in state_dict and key in model.state_dict():
-        got, want = state_dict[key].shape[0], model.state_dict()[key].shape[0]
-        if got != want:
-            raise ValueError(
-                f"the checkpoint is an HRNet-W{got} but the model is HRNet-W{want}; "
-                f"create the W{got} model (e.g. 'hrnet_w{got}') or use a W{want} checkpoint"
-            )
+    return fit_checkpoint(state_dict, model)
 
 
 def _create_hrnet(variant: str, pretrained: bool = False, **kwargs: Any) -> HRNet:

@@ -34,11 +34,21 @@ def pool_level(x: torch.Tensor, factor: int) -> torch.Tensor:
 
     A side shorter than ``factor`` would floor to zero; it is pooled whole instead (size 1), so every input size
     gives a pyramid: out = max(1, floor(side / factor)).
+
+    Written without a size-dependent kernel so that exported graphs (torch.export, ONNX, traced) stay right for
+    every input size: a ceil-mode pool averages a partial last window over its valid pixels (that is the whole
+    side when it is shorter than ``factor``), and the crop keeps the full windows, or that single one.
     """
     if factor == 1:
         return x
     h, w = x.shape[-2:]
-    return F.avg_pool2d(x, kernel_size=(min(factor, h), min(factor, w)), stride=factor)
+    y = F.avg_pool2d(x, factor, factor, ceil_mode=True, count_include_pad=False)
+    out_h, out_w = h // factor, w // factor
+    if isinstance(out_h, torch.Tensor):  # sizes are traced tensors in the TorchScript-based ONNX exporter
+        out_h, out_w = out_h.clamp(min=1), out_w.clamp(min=1)
+    else:  # ints, or symbolic ints under torch.export / torch.compile: a max without a guard
+        out_h, out_w = torch.sym_max(1, out_h), torch.sym_max(1, out_w)
+    return y[..., :out_h, :out_w]
 
 
 class HRFPN(nn.Module):

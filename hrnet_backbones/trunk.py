@@ -19,34 +19,64 @@ from torch.utils.checkpoint import checkpoint
 from .config import HRNetConfig, StageSpec
 
 __all__ = [
+    "OUTPUT_STRIDES",
     "BasicBlock",
     "Bottleneck",
     "HighResolutionModule",
     "HRNetTrunk",
+    "branch_strides",
+    "down_step",
     "upsample_to",
 ]
 
 BN_MOMENTUM = 0.1
+
+#: Output strides the trunk can be built for: 32 is the published network; 16 and 8 keep the lowest branches at
+#: that stride and dilate them instead (as DeepLab dilates a ResNet), with exactly the same parameters.
+OUTPUT_STRIDES = (8, 16, 32)
+
+
+def branch_strides(output_stride: int = 32, num_branches: int = 4) -> tuple[int, ...]:
+    """The stride of each branch: 4, 8, 16, 32, each capped at ``output_stride``."""
+    return tuple(min(4 * 2**b, output_stride) for b in range(num_branches))
+
+
+def down_step(nominal_in: int, output_stride: int) -> tuple[int, int]:
+    """(stride, dilation) of a 3x3 conv that takes a map of nominal stride ``nominal_in`` to ``2 * nominal_in``.
+
+    Past ``output_stride`` the conv keeps the resolution (stride 1) and is dilated by the factor its input has
+    already lost (the "first dilation" of a dilated ResNet stage), so its taps land on the same input pixels as
+    in the stride-32 network.
+    """
+    stride = 2 if 2 * nominal_in <= output_stride else 1
+    return stride, nominal_in // min(nominal_in, output_stride)
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, momentum=BN_MOMENTUM)
 
 
-def _conv3x3(in_chs: int, out_chs: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_chs, out_chs, 3, stride, 1, bias=False)
+def _conv3x3(in_chs: int, out_chs: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_chs, out_chs, 3, stride, padding=dilation, dilation=dilation, bias=False)
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with a residual connection (expansion 1)."""
+    """Two 3x3 convolutions with a residual connection (expansion 1); both dilated by ``dilation``."""
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        dilation: int = 1,
+    ):
         super().__init__()
-        self.conv1 = _conv3x3(inplanes, planes, stride)
+        self.conv1 = _conv3x3(inplanes, planes, stride, dilation)
         self.bn1 = _bn(planes)
-        self.conv2 = _conv3x3(planes, planes)
+        self.conv2 = _conv3x3(planes, planes, 1, dilation)
         self.bn2 = _bn(planes)
         self.downsample = downsample
         self.act = nn.ReLU(inplace=True)
@@ -60,15 +90,22 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3, 1x1 expand (expansion 4) with a residual connection."""
+    """1x1 reduce, 3x3, 1x1 expand (expansion 4) with a residual connection; the 3x3 is dilated by ``dilation``."""
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        dilation: int = 1,
+    ):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = _bn(planes)
-        self.conv2 = _conv3x3(planes, planes, stride)
+        self.conv2 = _conv3x3(planes, planes, stride, dilation)
         self.bn2 = _bn(planes)
         self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
         self.bn3 = _bn(planes * self.expansion)
@@ -87,15 +124,17 @@ class Bottleneck(nn.Module):
 BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {"BASIC": BasicBlock, "BOTTLENECK": Bottleneck}
 
 
-def make_layer(block: str, inplanes: int, planes: int, num_blocks: int, stride: int = 1) -> nn.Sequential:
+def make_layer(
+    block: str, inplanes: int, planes: int, num_blocks: int, stride: int = 1, dilation: int = 1
+) -> nn.Sequential:
     """A stack of ``num_blocks`` blocks; the first one projects the shortcut when the shape changes."""
     block_cls = BLOCKS[block]
     out_chs = planes * block_cls.expansion
     downsample = None
     if stride != 1 or inplanes != out_chs:
         downsample = nn.Sequential(nn.Conv2d(inplanes, out_chs, 1, stride, bias=False), _bn(out_chs))
-    layers = [block_cls(inplanes, planes, stride, downsample)]
-    layers += [block_cls(out_chs, planes) for _ in range(1, num_blocks)]
+    layers = [block_cls(inplanes, planes, stride, downsample, dilation)]
+    layers += [block_cls(out_chs, planes, dilation=dilation) for _ in range(1, num_blocks)]
     return nn.Sequential(*layers)
 
 
@@ -106,8 +145,11 @@ def upsample_to(
 
     Every stride-2 convolution here maps a side ``s`` to ``ceil(s / 2)``, so ``factor`` times the low-resolution
     side is never smaller than the target side: cropping the nearest upsample keeps each high-resolution pixel
-    aligned with the low-resolution pixel whose receptive field it sits in, for any input size.
+    aligned with the low-resolution pixel whose receptive field it sits in, for any input size. ``factor`` 1 (two
+    branches at the same stride, which only happens with ``output_stride`` < 32) returns ``x`` itself.
     """
+    if factor == 1:
+        return x
     if mode == "nearest":
         return F.interpolate(x, scale_factor=float(factor), mode="nearest")[..., : size[0], : size[1]]
     if mode == "bilinear":
@@ -124,6 +166,7 @@ class HighResolutionModule(nn.Module):
     upsampling for ``j > i``; a chain of ``i - j`` stride-2 3x3 conv + BN (ReLU between) for ``j < i``.
     ``out_branches`` lists the branches this module outputs; rows of the others are left empty (no weights), which
     is how the single-scale last module of the official pose models and pruned feature extractors are expressed.
+    With ``output_stride`` < 32 the branches past it stay at that stride, dilated (see :func:`branch_strides`).
     """
 
     def __init__(
@@ -132,17 +175,26 @@ class HighResolutionModule(nn.Module):
         out_branches: tuple[int, ...] | None = None,
         upsample_mode: str = "nearest",
         align_corners: bool = False,
+        output_stride: int = 32,
     ):
         super().__init__()
         n = spec.num_branches
         self.num_branches = n
         self.upsample_mode = upsample_mode
         self.align_corners = align_corners
+        self.output_stride = output_stride
+        self.strides = branch_strides(output_stride, n)
         self.out_branches = tuple(range(n)) if out_branches is None else tuple(sorted(set(out_branches)))
         # the transition before each stage already brings every branch to its width
         self.out_channels = spec.branch_channels
         self.branches = nn.ModuleList(
-            make_layer(spec.block, self.out_channels[b], spec.num_channels[b], spec.num_blocks[b])
+            make_layer(
+                spec.block,
+                self.out_channels[b],
+                spec.num_channels[b],
+                spec.num_blocks[b],
+                dilation=4 * 2**b // self.strides[b],
+            )
             for b in range(n)
         )
         if n == 1:
@@ -167,7 +219,8 @@ class HighResolutionModule(nn.Module):
                 for k in range(i - j):
                     last = k == i - j - 1
                     out_chs = chs[i] if last else chs[j]
-                    step = [_conv3x3(chs[j], out_chs, 2), _bn(out_chs)]
+                    stride, dilation = down_step(4 * 2 ** (j + k), self.output_stride)
+                    step = [_conv3x3(chs[j], out_chs, stride, dilation), _bn(out_chs)]
                     if not last:
                         step.append(nn.ReLU(inplace=True))
                     steps.append(nn.Sequential(*step))
@@ -191,7 +244,8 @@ class HighResolutionModule(nn.Module):
                 elif j < i:
                     t = fuse(xs[j])
                 else:
-                    t = upsample_to(fuse(xs[j]), size, 2 ** (j - i), self.upsample_mode, self.align_corners)
+                    factor = self.strides[j] // self.strides[i]
+                    t = upsample_to(fuse(xs[j]), size, factor, self.upsample_mode, self.align_corners)
                 # in place once y is a sum of our own (branch i's output is still read by the other rows)
                 y = t if y is None else (y + t if y is xs[i] else y.add_(t))
             out.append(self.fuse_act(y))
@@ -199,15 +253,23 @@ class HighResolutionModule(nn.Module):
 
 
 class HRNetTrunk(nn.Module):
-    """Stem, layer1 and stages 2-4 of an HRNet; ``forward_trunk`` returns the stem map and the branch maps.
+    """Stem, layer1 and stages 2-4 of an HRNet; ``forward_stem`` and ``forward_branches`` run them.
 
     Subclasses (the timm model) inherit these attributes directly, so state-dict keys stay unprefixed.
+    ``output_stride`` (32, 16 or 8) caps the stride of the branches: those that would go coarser keep the capped
+    resolution and are dilated instead, so every parameter keeps its shape and pretrained weights still load.
     """
 
-    def __init__(self, arch: HRNetConfig, in_chans: int = 3):
+    def __init__(self, arch: HRNetConfig, in_chans: int = 3, output_stride: int = 32):
         super().__init__()
+        if output_stride not in OUTPUT_STRIDES:
+            raise ValueError(
+                f"output_stride={output_stride} is not supported; HRNet can be built for output_stride "
+                f"{OUTPUT_STRIDES} (32 is the published network, 16 and 8 dilate the lowest-resolution branches)"
+            )
         self.arch = arch
         self.in_chans = in_chans
+        self.output_stride = output_stride
         self.grad_checkpointing = False
         self.conv1 = nn.Conv2d(in_chans, arch.stem_width, 3, 2, 1, bias=False)
         self.bn1 = _bn(arch.stem_width)
@@ -221,37 +283,49 @@ class HRNetTrunk(nn.Module):
         prev = s1.branch_channels
         for s, spec in enumerate(arch.stages, start=2):
             last_stage = s == 4
-            setattr(self, f"transition{s - 1}", self._make_transition(prev, spec.branch_channels))
+            setattr(
+                self, f"transition{s - 1}", self._make_transition(prev, spec.branch_channels, output_stride)
+            )
             modules = []
             for m in range(spec.num_modules):
                 out_branches = None
                 if last_stage and m == spec.num_modules - 1 and not arch.multi_scale_last:
                     out_branches = (0,)
                 modules.append(
-                    HighResolutionModule(spec, out_branches, arch.fusion_upsample, arch.align_corners)
+                    HighResolutionModule(
+                        spec, out_branches, arch.fusion_upsample, arch.align_corners, output_stride
+                    )
                 )
             prev = spec.branch_channels
             setattr(self, f"stage{s}", nn.Sequential(*modules))
         self.branch_channels = arch.branch_channels
+        self.branch_strides = branch_strides(output_stride)
 
     @staticmethod
-    def _make_transition(prev: tuple[int, ...], cur: tuple[int, ...]) -> nn.ModuleList:
+    def _make_transition(prev: tuple[int, ...], cur: tuple[int, ...], output_stride: int) -> nn.ModuleList:
+        strides = branch_strides(output_stride, len(cur))
         layers: list[nn.Module] = []
         for i, out_chs in enumerate(cur):
             if i < len(prev):
                 if prev[i] == out_chs:
                     layers.append(nn.Identity())
                 else:
+                    dilation = 4 * 2**i // strides[i]
                     layers.append(
-                        nn.Sequential(_conv3x3(prev[i], out_chs), _bn(out_chs), nn.ReLU(inplace=True))
+                        nn.Sequential(
+                            _conv3x3(prev[i], out_chs, 1, dilation), _bn(out_chs), nn.ReLU(inplace=True)
+                        )
                     )
             else:
                 steps = []
                 for k in range(i + 1 - len(prev)):
                     in_chs = prev[-1]
                     step_out = out_chs if k == i - len(prev) else in_chs
+                    stride, dilation = down_step(4 * 2 ** (len(prev) - 1 + k), output_stride)
                     steps.append(
-                        nn.Sequential(_conv3x3(in_chs, step_out, 2), _bn(step_out), nn.ReLU(inplace=True))
+                        nn.Sequential(
+                            _conv3x3(in_chs, step_out, stride, dilation), _bn(step_out), nn.ReLU(inplace=True)
+                        )
                     )
                 layers.append(nn.Sequential(*steps))
         return nn.ModuleList(layers)

@@ -5,20 +5,14 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
-from fixture_data import load_checkpoint, load_config, load_tensors, tiny_dir
+from fixture_data import load_config, load_tensors, tiny_dir
 
 from hrnet_backbones import HRNetConfig, StageSpec
+from tests.helpers import timm_state_dict
 
 STAGE_KEYS = ("num_modules", "num_blocks", "num_channels", "block", "fuse_method")
-HEAD_PREFIXES = (
-    "final_layer.",
-    "incre_modules.",
-    "downsamp_modules.",
-    "classifier.",
-    "head.",
-    "last_layer.",
-    "neck.",
-)
+# the parts around the trunk, in our key layout (tests.helpers.timm_state_dict renames the official heads)
+HEAD_PREFIXES = ("incre_modules.", "downsamp_modules.", "final_layer.", "classifier.", "head.", "neck.")
 
 
 def arch_from_fixture(config: dict, **changes) -> HRNetConfig:
@@ -29,12 +23,7 @@ def arch_from_fixture(config: dict, **changes) -> HRNetConfig:
 
 
 def backbone_state_dict(flavor: str) -> dict[str, torch.Tensor]:
-    sd = load_checkpoint(tiny_dir(flavor))
-    if flavor == "det":
-        sd = {k.removeprefix("backbone."): v for k, v in sd["state_dict"].items()}
-    if flavor == "seg":
-        sd = {k.removeprefix("model."): v for k, v in sd.items() if k.startswith("model.")}
-    return {k: v for k, v in sd.items() if not k.startswith(HEAD_PREFIXES)}
+    return {k: v for k, v in timm_state_dict(flavor).items() if not k.startswith(HEAD_PREFIXES)}
 
 
 def branch_model(flavor: str, **changes):

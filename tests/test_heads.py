@@ -5,38 +5,18 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
-from fixture_data import load_checkpoint, load_tensors, tiny_dir
+from fixture_data import load_tensors, tiny_dir
 
 from hrnet_backbones import tiny_config
 from hrnet_backbones.heads import LandmarkHead, PoseHead
+from tests.helpers import fixture_model
 
 
 def official_model(flavor: str, align_corners: bool = False):
-    """The tiny official model rebuilt through timm, with the checkpoint's keys renamed to ours by hand."""
-    sd = load_checkpoint(tiny_dir(flavor))
-    if flavor == "pose":
-        model = timm.create_model(
-            "hrnet_w32", arch=tiny_config(multi_scale_last=False), head="pose", num_classes=17
-        )
-        sd = {("head." + k if k.startswith("final_layer.") else k): v for k, v in sd.items()}
-    elif flavor == "seg":
-        model = timm.create_model(
-            "hrnetv2_w32",
-            arch=tiny_config(fusion_upsample="bilinear", align_corners=align_corners),
-            head="segmentation",
-            num_classes=19,
-        )
-        sd = {
-            k.removeprefix("model.").replace("last_layer.", "head."): v
-            for k, v in sd.items()
-            if k.startswith("model.")
-        }
-    else:
-        model = timm.create_model(
-            "hrnetv2_w32", arch=tiny_config(fusion_upsample="bilinear"), head="landmark", num_classes=98
-        )
-    model.load_state_dict(sd, strict=True)
-    return model.eval()
+    """The tiny official model with its checkpoint's keys renamed to ours by hand (tests/helpers.py)."""
+    if flavor == "seg":
+        return fixture_model("seg", arch=tiny_config(fusion_upsample="bilinear", align_corners=align_corners))
+    return fixture_model(flavor)
 
 
 @pytest.mark.parametrize("flavor", ["pose", "face", "seg"])
