@@ -304,6 +304,7 @@ class FusedHighResolutionModule(nn.Module):
         self.align_corners = module.align_corners
         self.out_branches = module.out_branches
         self.out_channels = module.out_channels
+        self.strides = module.strides  # 4, 8, 16, 32, capped at the output stride (dilated branches)
         self.branches = branches
         self.fuse_layers = fuse_layers
 
@@ -314,16 +315,17 @@ class FusedHighResolutionModule(nn.Module):
         if i == self.num_branches - 1:
             return None
         base = xs[i]
+        s = self.strides
         if self.upsample_mode == "nearest":
             z = None
             for j in range(self.num_branches - 1, i, -1):
                 low = row[j](xs[j])
-                z = low if z is None else add_nearest_upsampled(low, z, 2, inplace=True)
-            return add_nearest_upsampled(base, z, 2, relu=relu)
+                z = low if z is None else add_nearest_upsampled(low, z, s[j + 1] // s[j], inplace=True)
+            return add_nearest_upsampled(base, z, s[i + 1] // s[i], relu=relu)
         acc = None
         for j in range(i + 1, self.num_branches):
             t = upsample_to(
-                row[j](xs[j]), base.shape[-2:], 2 ** (j - i), self.upsample_mode, self.align_corners
+                row[j](xs[j]), base.shape[-2:], s[j] // s[i], self.upsample_mode, self.align_corners
             )
             acc = base + t if acc is None else acc.add_(t)
         return torch.relu_(acc) if relu else acc

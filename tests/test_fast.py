@@ -13,9 +13,10 @@ import hrnet_backbones
 from hrnet_backbones import fast as fast_module
 from hrnet_backbones import optimize_for_inference, tiny_config
 from hrnet_backbones.fast import FusedConv2d, add_nearest_upsampled
-from tests.fixture_data import load_checkpoint, load_tensors, tiny_dir
+from tests.helpers import fixture_expected, fixture_input, fixture_model
 
-# (name, kwargs): every representation, every head, features_only (default, pruned, dict, getter, incre)
+# (name, kwargs): every representation, every head, features_only (default, pruned, dict, getter, incre),
+# dilated output strides
 CASES = {
     "v1-classification": ("hrnet_w32", dict(head_channels=(3, 6, 12, 24), head_features=80)),
     "v1-pose": ("hrnet_w32", dict(arch=tiny_config(multi_scale_last=False), head="pose", num_classes=17)),
@@ -38,6 +39,13 @@ CASES = {
         ),
     ),
     "v2-features": ("hrnetv2_w32", dict(features_only=True)),
+    "v1-features-os16": ("hrnet_w32", dict(features_only=True, output_stride=16)),
+    "v2-segmentation-os8": (
+        "hrnetv2_w32",
+        dict(
+            arch=tiny_config(fusion_upsample="bilinear"), head="segmentation", num_classes=3, output_stride=8
+        ),
+    ),
     "v2p-neck": ("hrnetv2p_w32", dict(head="none", neck_channels=16)),
     "v2p-features-pruned": ("hrnetv2p_w32", dict(features_only=True, out_indices=(5, 7), neck_channels=16)),
 }
@@ -79,51 +87,16 @@ def test_fast_path_matches_eager_model_fp32(case, size):
         assert_close_rel(fast(x), model(x), rel=1e-4)
 
 
-@pytest.mark.parametrize("flavor", ["pose", "seg", "face", "det", "cls"])
-def test_fast_path_reproduces_official_fixture_outputs(flavor):
-    model, key_out = _official_model(flavor)
-    fast = optimize_for_inference(model)
-    folder = tiny_dir(flavor)
-    x = load_tensors(folder, "input")["input"]
-    expected = load_tensors(folder, "expected")
+@pytest.mark.parametrize("family", ["pose", "seg", "face", "det", "cls"])
+def test_fast_path_reproduces_official_fixture_outputs(family):
+    fast = optimize_for_inference(fixture_model(family))
+    expected = fixture_expected(family)
     with torch.no_grad():
-        out = fast(x)
-    if flavor == "det":
+        out = fast(fixture_input(family))
+    if family == "det":
         assert_close_rel(out, [expected[f"p{i}"] for i in range(5)], rel=1e-4)
     else:
-        assert_close_rel(out, expected[key_out], rel=1e-4)
-
-
-def _official_model(flavor: str) -> tuple[nn.Module, str]:
-    """The tiny official checkpoint of ``flavor`` in our model, keys mapped by hand as the fixture README gives."""
-    ck = load_checkpoint(tiny_dir(flavor))
-    if flavor == "pose":
-        model = timm.create_model(
-            "hrnet_w32", arch=tiny_config(multi_scale_last=False), head="pose", num_classes=17
-        )
-        sd = {("head." + k if k.startswith("final_layer.") else k): v for k, v in ck.items()}
-    elif flavor in ("seg", "face"):
-        model = timm.create_model(
-            "hrnetv2_w32",
-            arch=tiny_config(fusion_upsample="bilinear"),
-            head="segmentation" if flavor == "seg" else "landmark",
-            num_classes=19 if flavor == "seg" else 98,
-        )
-        sd = {k.removeprefix("model."): v for k, v in ck.items() if not k.startswith("loss.")}
-        sd = {
-            ("head." + k[len("last_layer.") :] if k.startswith("last_layer.") else k): v
-            for k, v in sd.items()
-        }
-    elif flavor == "det":
-        model = timm.create_model("hrnetv2p_w32", arch=tiny_config(), head="none", neck_channels=16)
-        sd = {k.removeprefix("backbone."): v for k, v in ck["state_dict"].items()}
-    else:
-        model = timm.create_model(
-            "hrnet_w32", arch=tiny_config(), head_channels=(3, 6, 12, 24), head_features=80
-        )
-        sd = dict(ck)
-    model.load_state_dict(sd, strict=True)
-    return model.eval(), "output"
+        assert_close_rel(out, expected["output"], rel=1e-4)
 
 
 def test_portable_path_matches_onednn_path(monkeypatch):
