@@ -57,6 +57,24 @@ def median_ms(fn, repeats: int) -> float:
     return sorted(times)[len(times) // 2] * 1e3
 
 
+@torch.inference_mode()
+def time_branch(channels: int, h: int, w: int, batch: int, repeats: int) -> tuple[float, float, float, float]:
+    """Median ms of the direct conv, Winograd and Winograd's GEMM alone; Winograd's max relative error."""
+    x = torch.randn(batch, channels, h, w).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(channels, channels, 3, 3) * 0.05
+    bias = torch.randn(channels)
+    u = transform_weight(weight)
+    reference = F.conv2d(x, weight, bias, padding=1)
+    err = ((winograd_conv3x3(x, u, bias) - reference).abs().max() / reference.abs().max()).item()
+    packed = torch.ops.mkldnn._reorder_convolution_weight(weight, [1, 1], [1, 1], [1, 1], 1, list(x.shape))
+    args = ([1, 1], [1, 1], [1, 1], 1, "none", [], "")
+    direct = median_ms(lambda: torch.ops.mkldnn._convolution_pointwise(x, packed, bias, *args), repeats)
+    wino = median_ms(lambda: winograd_conv3x3(x, u, bias), repeats)
+    v = torch.randn(16, batch * ((h + 1) // 2) * ((w + 1) // 2), channels)
+    gemm = median_ms(lambda: torch.bmm(v, u), repeats)
+    return direct, wino, gemm, err
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -65,29 +83,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"3x3 convolutions of HRNet-W32's branches at 256x192, batch {args.batch}, {args.threads} thread(s)")
+    print(
+        f"3x3 convolutions of HRNet-W32's branches at 256x192, batch {args.batch}, {args.threads} thread(s)"
+    )
     print(f"{'branch':>14}  {'direct ms':>9}  {'winograd ms':>11}  {'its GEMM ms':>11}  {'max rel err':>11}")
     for channels, h, w in [(32, 64, 48), (64, 32, 24), (128, 16, 12), (256, 8, 6)]:
-        x = torch.randn(args.batch, channels, h, w).contiguous(memory_format=torch.channels_last)
-        weight = torch.randn(channels, channels, 3, 3) * 0.05
-        bias = torch.randn(channels)
-        u = transform_weight(weight)
-        with torch.inference_mode():
-            reference = F.conv2d(x, weight, bias, padding=1)
-            err = ((winograd_conv3x3(x, u, bias) - reference).abs().max() / reference.abs().max()).item()
-            packed = torch.ops.mkldnn._reorder_convolution_weight(
-                weight, [1, 1], [1, 1], [1, 1], 1, list(x.shape)
-            )
-            direct = median_ms(
-                lambda: torch.ops.mkldnn._convolution_pointwise(
-                    x, packed, bias, [1, 1], [1, 1], [1, 1], 1, "none", [], ""
-                ),
-                args.repeats,
-            )
-            wino = median_ms(lambda: winograd_conv3x3(x, u, bias), args.repeats)
-            tiles = args.batch * ((h + 1) // 2) * ((w + 1) // 2)
-            v = torch.randn(16, tiles, channels)
-            gemm = median_ms(lambda: torch.bmm(v, u), args.repeats)
+        direct, wino, gemm, err = time_branch(channels, h, w, args.batch, args.repeats)
         print(f"{f'{channels}ch {h}x{w}':>14}  {direct:9.2f}  {wino:11.2f}  {gemm:11.2f}  {err:11.1e}")
 
 
