@@ -62,7 +62,7 @@ class HRNetFeatureInfo(FeatureInfo):
 
 
 @register_notrace_function  # a leaf for torch.fx (which skips wrapping names starting with "_")
-def check_input(x: torch.Tensor, in_chans: int) -> None:
+def check_input(x: torch.Tensor, in_chans: int, weight_dtype: torch.dtype | None = None) -> None:
     """Refuse, with what to do instead, the inputs that would otherwise fail deep inside with a cryptic error."""
     if x.dim() != 4:
         fix = "add a batch dimension with x.unsqueeze(0)" if x.dim() == 3 else "reshape it to (N, C, H, W)"
@@ -83,6 +83,16 @@ def check_input(x: torch.Tensor, in_chans: int) -> None:
         raise TypeError(
             f"HRNet expects floating-point images, got {x.dtype}; convert and normalise them first, e.g. "
             "x.float() / 255 and then the model's mean and std (model.pretrained_cfg['mean'], ['std'])"
+        )
+    if 0 in x.shape[2:]:
+        raise ValueError(
+            f"HRNet got an image with no pixels (input shape {tuple(x.shape)}); height and width must be >= 1"
+        )
+    autocast = torch.is_autocast_enabled(x.device.type) if x.device.type != "meta" else False
+    if weight_dtype is not None and x.dtype != weight_dtype and not autocast:
+        raise TypeError(
+            f"HRNet's weights are {weight_dtype} but the images are {x.dtype}; pass x.to({weight_dtype}) "
+            "(NumPy arrays are float64: torch.from_numpy(a).float()), or run under torch.autocast"
         )
 
 
@@ -173,7 +183,10 @@ class HRNet(HRNetTrunk):
             self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
         else:
             self.global_pool, self.head_drop, self.classifier = nn.Identity(), nn.Identity(), nn.Identity()
-        self.neck = HRFPN(concat_chs, neck_channels, neck_levels) if representation == "v2p" else None
+        # the ImageNet head reads the branches, so a V2p classifier has no pyramid (its neck would get no gradient
+        # and DistributedDataParallel would need find_unused_parameters)
+        has_neck = representation == "v2p" and head != "classification"
+        self.neck = HRFPN(concat_chs, neck_channels, neck_levels) if has_neck else None
         self.head = None
         if head != "classification":
             self.num_features = self._stride4_channels(branch_chs, concat_chs, neck_channels)
@@ -184,7 +197,7 @@ class HRNet(HRNetTrunk):
                 self._prune_for_dense_head()
             self.head_hidden_size = self.num_features
 
-        feature_dicts = self._feature_dicts(head_channels)
+        feature_dicts = self._feature_dicts(head_channels, neck_channels, neck_levels)
         self.feature_info = HRNetFeatureInfo(feature_dicts, tuple(range(len(feature_dicts))))
         self._stem_only = False
         self.init_weights()
@@ -223,7 +236,7 @@ class HRNet(HRNetTrunk):
         """Channels of the stride-4 map a dense head reads: branch 0, the concatenation, or pyramid level 0."""
         return {"v1": branch_chs[0], "v2": concat_chs, "v2p": neck_channels}[self.representation]
 
-    def _feature_dicts(self, head_channels) -> list[dict[str, Any]]:
+    def _feature_dicts(self, head_channels, neck_channels, neck_levels) -> list[dict[str, Any]]:
         branch_chs = self.arch.branch_channels
         if self.feature_location == "incre":
             branch_chs = tuple(c * 4 for c in head_channels)
@@ -236,8 +249,8 @@ class HRNet(HRNetTrunk):
             info.append(dict(num_chs=sum(self.arch.branch_channels), reduction=4, module="concat"))
         elif self.representation == "v2p":
             info += [
-                dict(num_chs=self.neck.out_channels, reduction=4 * 2**i, module=f"pyramid{i}")
-                for i in range(self.neck.num_levels)
+                dict(num_chs=neck_channels, reduction=4 * 2**i, module=f"pyramid{i}")
+                for i in range(neck_levels)
             ]
         return info
 
@@ -258,7 +271,8 @@ class HRNet(HRNetTrunk):
         if self._stem_only:
             return (0,)
         branches = tuple(1 + b for b in self.final_out_branches)
-        if self.representation == "v1" or self.final_out_branches != (0, 1, 2, 3):
+        no_neck = self.representation == "v2p" and self.neck is None
+        if self.representation == "v1" or self.final_out_branches != (0, 1, 2, 3) or no_neck:
             return (0, *branches)
         if self.representation == "v2":
             return (0, *branches, 5)
@@ -290,6 +304,13 @@ class HRNet(HRNetTrunk):
         if missing:
             if self._stem_only:
                 why = "the model was pruned to its stem"
+            elif (
+                self.representation == "v2p" and self.neck is None and self.final_out_branches == (0, 1, 2, 3)
+            ):
+                why = (
+                    "a V2p model with the ImageNet classification head has no pyramid neck (the head reads the "
+                    "branches); build it with features_only=True, head='none' or a dense head for the pyramid"
+                )
             else:
                 why = (
                     "the last stage-4 module of this model fuses into branch(es) "
@@ -304,7 +325,7 @@ class HRNet(HRNetTrunk):
 
     def _taps(self, x: torch.Tensor, take: list[int], need_final: bool):
         """Run as far as needed; return ({index: tensor}, final features or None)."""
-        check_input(x, self.in_chans)
+        check_input(x, self.in_chans, self.conv1.weight.dtype)
         stem = self.forward_stem(x)
         taps: dict[int, torch.Tensor] = {}
         if 0 in take:

@@ -196,9 +196,19 @@ def test_backward_pass_of_the_full_model(name):
     model = timm.create_model(name, arch=tiny_config(), head_channels=(3, 6, 12, 24), head_features=40)
     out = model(torch.randn(2, 3, 64, 64))
     out.logsumexp(1).mean().backward()
-    # the V2p neck feeds forward_intermediates (indices 5-9), not the ImageNet head
-    trained = [(n, p) for n, p in model.named_parameters() if not n.startswith("neck.")]
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for _, p in trained)
+    # every parameter, so DistributedDataParallel needs no find_unused_parameters (a V2p classifier has no neck)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_a_v2p_classifier_has_no_pyramid_and_says_where_to_get_one():
+    model = timm.create_model(
+        "hrnetv2p_w32", arch=tiny_config(), head_channels=(3, 6, 12, 24), head_features=40
+    )
+    assert model.neck is None and not any(k.startswith("neck.") for k in model.state_dict())
+    feats = model.forward_intermediates(torch.randn(1, 3, 64, 64), indices=(1, 4), intermediates_only=True)
+    assert [f.shape[1] for f in feats] == [model.feature_info.info[i]["num_chs"] for i in (1, 4)]
+    with pytest.raises(ValueError, match=r"no pyramid neck .* features_only=True, head='none'"):
+        model.forward_intermediates(torch.randn(1, 3, 64, 64), indices=(5,))
 
 
 @pytest.mark.parametrize("name", ["hrnet_w32", "hrnetv2p_w32"])
