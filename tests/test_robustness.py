@@ -56,6 +56,22 @@ def test_integer_images_are_refused_before_the_first_conv():
         model(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
 
 
+@pytest.mark.parametrize("size", [(0, 64), (64, 0)])
+def test_an_image_without_pixels_is_refused_by_name(size):
+    model = timm.create_model("hrnet_w32", arch=tiny_config(), features_only=True)
+    with pytest.raises(ValueError, match=r"image with no pixels .* height and width must be >= 1"):
+        model(torch.zeros(1, 3, *size))
+
+
+def test_float64_images_are_refused_with_the_conversion():
+    model = timm.create_model("hrnetv2_w32", arch=tiny_config(), head="pose", num_classes=3)
+    with pytest.raises(
+        TypeError, match=r"weights are torch.float32 but the images are torch.float64.*\.float\(\)"
+    ):
+        model(torch.zeros(1, 3, 64, 64, dtype=torch.float64))
+    assert model.double()(torch.zeros(1, 3, 64, 64, dtype=torch.float64)).dtype == torch.float64
+
+
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("size", [(1, 1), (1, 17), (31, 2), (5, 3)])
 def test_inputs_smaller_than_the_total_stride_give_every_feature(name, size):
