@@ -113,9 +113,15 @@ def _create_hrnet(variant: str, pretrained: bool = False, **kwargs: Any) -> HRNe
     if isinstance(feature_cls, str):
         feature_cls = feature_cls.lower()
     if features_only and feature_cls not in (None, "list", "dict", "getter"):
+        if feature_cls in ("hook", "fx"):
+            why = (
+                "its branches leave the last fused module together, so hooks or fx cannot tap them one by one"
+            )
+        else:
+            why = "it is not a feature_cls timm or this package knows"
         raise ValueError(
-            f"feature_cls={feature_cls!r} is not supported for HRNet: its branches leave the last fused module "
-            "together, so hooks or fx cannot tap them one by one; use the default ('list'), 'dict' or 'getter'"
+            f"feature_cls={feature_cls!r} is not supported for HRNet: {why}; "
+            "use the default ('list'), 'dict' or 'getter'"
         )
     build_kwargs: dict[str, Any] = dict(
         pretrained_cfg=pretrained_cfg,

@@ -120,9 +120,12 @@ def test_feature_cls_dict_names_the_features():
     assert list(out) == ["pyramid0", "pyramid1", "pyramid2", "pyramid3", "pyramid4"]
 
 
-@pytest.mark.parametrize("feature_cls", ["hook", "fx"])
-def test_feature_cls_that_cannot_tap_branches_is_refused_clearly(feature_cls):
-    with pytest.raises(ValueError, match="feature_cls"):
+@pytest.mark.parametrize(
+    "feature_cls, why",
+    [("hook", "hooks or fx cannot tap"), ("fx", "hooks or fx cannot tap"), ("bogus", "not a feature_cls")],
+)
+def test_feature_cls_that_cannot_tap_branches_is_refused_clearly(feature_cls, why):
+    with pytest.raises(ValueError, match=rf"feature_cls='{feature_cls}' .*{why}.*'dict' or 'getter'"):
         timm.create_model("hrnet_w32", arch=tiny_config(), features_only=True, feature_cls=feature_cls)
 
 
@@ -226,6 +229,28 @@ def test_gradient_checkpointing_gives_the_same_gradients(name):
     plain, ckpt = grads(False), grads(True)
     for n in plain:
         torch.testing.assert_close(ckpt[n], plain[n], rtol=1e-4, atol=1e-6, msg=n)
+
+
+def test_gradient_checkpointing_saves_fewer_activations_for_backward():
+    model = timm.create_model("hrnet_w32", arch=tiny_config(), features_only=True)
+    x = torch.randn(2, 3, 64, 48)
+
+    def saved_bytes(checkpointing: bool) -> int:
+        model.set_grad_checkpointing(checkpointing)
+        total = 0
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            nonlocal total
+            total += t.numel() * t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            feats = model(x)
+        sum(f.sum() for f in feats).backward()  # the recomputation happens here, outside the count
+        return total
+
+    plain, checkpointed = saved_bytes(False), saved_bytes(True)
+    assert checkpointed < plain / 3, (plain, checkpointed)
 
 
 def test_in_chans_builds_a_matching_first_conv():
