@@ -330,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import hrnet_backbones  # noqa: F401  (registers the models)
 
         return COMMANDS[args.command][2](args)
-    except (CLIError, ValueError, FileNotFoundError, FileExistsError, PermissionError) as e:
+    except (CLIError, ValueError, OSError) as e:  # OSError: missing files, permissions, a full disk
         print(f"hrnet-backbones {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

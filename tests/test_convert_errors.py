@@ -220,6 +220,40 @@ def test_force_replaces_the_existing_folder(tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
+def test_an_output_folder_under_a_file_is_refused_by_name(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "afile" / "sub"
+    rc = main(["convert", str(POSE / "checkpoint.pth"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert (
+        f"cannot create the output folder {out}: {tmp_path / 'afile'} is a file; choose another --out" in err
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"]
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_failure_while_writing_leaves_no_folder_and_keeps_the_old_one(force, tmp_path, monkeypatch, capsys):
+    from hrnet_backbones.convert import writer
+
+    out = tmp_path / "out"
+    if force:
+        out.mkdir()
+        (out / "previous.txt").write_text("old")
+
+    def broken_card(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer, "model_card", broken_card)
+    args = ["convert", str(POSE / "checkpoint.pth"), "--out", str(out)] + (["--force"] if force else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err
+    assert [p.name for p in tmp_path.iterdir()] == (["out"] if force else [])  # no temporary folder either
+    if force:
+        assert [p.name for p in out.iterdir()] == ["previous.txt"]
+
+
 # ------------------------------------------------------------------------------------------------ safe loading
 @pytest.mark.parametrize("fmt", ["pickle", "torch_zip", "torch_legacy"])
 def test_pickle_that_would_run_code_is_refused_and_runs_nothing(fmt, tmp_path):

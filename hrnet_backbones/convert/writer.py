@@ -64,6 +64,17 @@ def check_destination(folder: Path, force: bool) -> None:
         raise FileExistsError(f"{folder} exists and is not a folder; choose another --out")
     if folder.exists() and not force:
         raise FileExistsError(f"{folder} already exists; pass --force to replace it, or choose another --out")
+    ancestor = folder.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(
+            f"cannot create the output folder {folder}: {ancestor} is a file; choose another --out"
+        )
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"cannot create the output folder {folder}: {ancestor} is not writable; choose another --out"
+        )
 
 
 def _yaml_list(name: str, values: list[str]) -> list[str]:
@@ -270,8 +281,13 @@ def write_folder(
     """
     folder = Path(folder)
     check_destination(folder, force)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    except OSError as e:  # e.g. a read-only or pseudo file system: name the folder, not our temporary one
+        raise ValueError(
+            f"cannot create the output folder {folder}: {e.strerror}; choose another --out"
+        ) from None
     try:
         save_file(
             _standalone(conv.state_dict), str(tmp / "model.safetensors"), metadata=conv.safetensors_metadata()
