@@ -50,6 +50,9 @@ def test_config_json_is_read_by_timm_as_the_hub_format(pose_folder):
     assert (model_args["head"], model_args["num_classes"]) == ("pose", 17)
     assert pretrained_cfg["num_classes"] == config["num_classes"] == 17
     assert pretrained_cfg["input_size"] == [3, 256, 192]
+    # what the tensors cannot tell: the pose code's nearest fusion and its ImageNet normalisation
+    assert (model_args["arch"]["fusion_upsample"], model_args["arch"]["align_corners"]) == ("nearest", False)
+    assert pretrained_cfg["mean"] == [0.485, 0.456, 0.406] and pretrained_cfg["std"] == [0.229, 0.224, 0.225]
 
 
 def test_safetensors_metadata_names_the_source(pose_folder):

@@ -170,6 +170,14 @@ def test_push_creates_the_repo_and_commits_the_folder(folder, fake_hub):
     assert result.commit_url.endswith("/commit/1234") and result.revision == "v1" and result.private
 
 
+def test_push_command_passes_private_and_revision_through(folder, fake_hub, capsys):
+    assert main(["push", str(folder), "--repo-id", "ORG/model", "--private", "--revision", "v3"]) == 0
+    assert json.loads(fake_hub.first("/api/repos/create")[2])["visibility"] == "private"
+    assert fake_hub.paths()[-1] == "POST /api/models/ORG/model/commit/v3"
+    assert sorted(fake_hub.committed_files()) == sorted(FILES)
+    assert "ORG/model" in capsys.readouterr().out
+
+
 def test_push_to_main_does_not_create_a_branch(folder, fake_hub):
     push_folder(folder, "ORG/model")
     assert not any("/branch/" in p for p in fake_hub.paths())
