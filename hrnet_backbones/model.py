@@ -325,7 +325,9 @@ class HRNet(HRNetTrunk):
 
     def _taps(self, x: torch.Tensor, take: list[int], need_final: bool):
         """Run as far as needed; return ({index: tensor}, final features or None)."""
-        check_input(x, self.in_chans, self.conv1.weight.dtype)
+        # the fast path's fused stem converts its input itself; a plain Conv2d needs the weights' dtype
+        weight_dtype = self.conv1.weight.dtype if isinstance(self.conv1, nn.Conv2d) else None
+        check_input(x, self.in_chans, weight_dtype)
         stem = self.forward_stem(x)
         taps: dict[int, torch.Tensor] = {}
         if 0 in take:
