@@ -97,3 +97,70 @@ def test_layouts_are_immutable():
 
 def test_aflw_is_normalised_by_the_face_box():
     assert AFLW_19.normalization == "box_size" and AFLW_19.norm_indices is None
+
+
+# HRNet-Facial's MATCHED_PARTS (lib/utils/transforms.py), 1-based as published there; ours are 0-based
+_HRNET_FACIAL_MATCHED_PARTS = {
+    "cofw": (
+        [1, 2],
+        [5, 7],
+        [3, 4],
+        [6, 8],
+        [9, 10],
+        [11, 12],
+        [13, 15],
+        [17, 18],
+        [14, 16],
+        [19, 20],
+        [23, 24],
+    ),
+    "aflw": ([1, 6], [2, 5], [3, 4], [7, 12], [8, 11], [9, 10], [13, 15], [16, 18]),
+    "300w": (
+        *([i, 18 - i] for i in range(1, 9)),  # jaw line
+        *([18 + i, 27 - i] for i in range(5)),  # eyebrows
+        [32, 36],
+        [33, 35],  # nostrils
+        [37, 46],
+        [38, 45],
+        [39, 44],
+        [40, 43],
+        [41, 48],
+        [42, 47],  # eyes
+        [49, 55],
+        [50, 54],
+        [51, 53],
+        [62, 64],
+        [61, 65],
+        [68, 66],
+        [59, 57],
+        [60, 56],  # mouth
+    ),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(_HRNET_FACIAL_MATCHED_PARTS))
+def test_face_flip_pairs_are_hrnet_facials_matched_parts(layout):
+    ours = {frozenset(p) for p in get_layout(layout).flip_pairs}
+    assert ours == {frozenset((a - 1, b - 1)) for a, b in _HRNET_FACIAL_MATCHED_PARTS[layout]}
+
+
+def test_mpii_oks_sigmas_are_mmposes():
+    # mmpose configs/_base_/datasets/mpii.py (COCO's sigmas carried over to MPII's joints)
+    mmpose = [
+        0.089,
+        0.083,
+        0.107,
+        0.107,
+        0.083,
+        0.089,
+        0.026,
+        0.026,
+        0.026,
+        0.026,
+        0.062,
+        0.072,
+        0.179,
+        0.179,
+    ]
+    mmpose += [0.072, 0.062]
+    assert list(get_layout("mpii").sigmas) == mmpose
