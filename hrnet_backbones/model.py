@@ -266,13 +266,21 @@ class HRNet(HRNetTrunk):
                 nn.init.zeros_(m.bias)
 
     # ------------------------------------------------------------------------------------------ feature taps
+    @property
+    def _classifier_without_pyramid(self) -> bool:
+        """A V2p model built with the ImageNet head (which reads the branches) has no neck."""
+        return self.representation == "v2p" and self.neck is None and not self._stem_only
+
     def available_feature_indices(self) -> tuple[int, ...]:
         """Feature indices this model can return (a single-scale last fusion has no branches 1-3 outputs)."""
         if self._stem_only:
             return (0,)
         branches = tuple(1 + b for b in self.final_out_branches)
-        no_neck = self.representation == "v2p" and self.neck is None
-        if self.representation == "v1" or self.final_out_branches != (0, 1, 2, 3) or no_neck:
+        if (
+            self.representation == "v1"
+            or self.final_out_branches != (0, 1, 2, 3)
+            or self._classifier_without_pyramid
+        ):
             return (0, *branches)
         if self.representation == "v2":
             return (0, *branches, 5)
@@ -304,9 +312,7 @@ class HRNet(HRNetTrunk):
         if missing:
             if self._stem_only:
                 why = "the model was pruned to its stem"
-            elif (
-                self.representation == "v2p" and self.neck is None and self.final_out_branches == (0, 1, 2, 3)
-            ):
+            elif self._classifier_without_pyramid:
                 why = (
                     "a V2p model with the ImageNet classification head has no pyramid neck (the head reads the "
                     "branches); build it with features_only=True, head='none' or a dense head for the pyramid"
