@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .output import output_conv
+
 __all__ = ["LandmarkHead"]
 
 
@@ -18,14 +20,12 @@ class LandmarkHead(nn.Sequential):
     def __init__(
         self, in_channels: int, num_outputs: int, kernel_size: int = 1, hidden_channels: int | None = None
     ):
-        if kernel_size not in (1, 3):
-            raise ValueError(f"head kernel_size must be 1 or 3 (FINAL_CONV_KERNEL), got {kernel_size}")
         hidden = in_channels if hidden_channels is None else hidden_channels
         super().__init__(
             nn.Conv2d(in_channels, hidden, 1),
             nn.BatchNorm2d(hidden),
             nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, num_outputs, kernel_size, padding=kernel_size // 2),
+            output_conv(hidden, num_outputs, kernel_size),
         )
         self.in_channels = in_channels
         self.kernel_size = kernel_size
@@ -39,12 +39,4 @@ class LandmarkHead(nn.Sequential):
 
     def reset(self, num_outputs: int) -> None:
         """Replace the output convolution with one producing ``num_outputs`` maps (new random weights)."""
-        old = self[3]
-        self[3] = nn.Conv2d(
-            old.in_channels,
-            num_outputs,
-            self.kernel_size,
-            padding=self.kernel_size // 2,
-            device=old.weight.device,
-            dtype=old.weight.dtype,
-        )
+        self[3] = output_conv(self[3].in_channels, num_outputs, self.kernel_size, like=self[3])

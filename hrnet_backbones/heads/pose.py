@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .output import output_conv
+
 __all__ = ["PoseHead"]
 
 
@@ -17,11 +19,9 @@ class PoseHead(nn.Module):
 
     def __init__(self, in_channels: int, num_keypoints: int, kernel_size: int = 1):
         super().__init__()
-        if kernel_size not in (1, 3):
-            raise ValueError(f"pose head kernel_size must be 1 or 3 (FINAL_CONV_KERNEL), got {kernel_size}")
         self.in_channels = in_channels
         self.kernel_size = kernel_size
-        self.final_layer = nn.Conv2d(in_channels, num_keypoints, kernel_size, padding=kernel_size // 2)
+        self.final_layer = output_conv(in_channels, num_keypoints, kernel_size)
 
     @property
     def num_outputs(self) -> int:
@@ -32,15 +32,7 @@ class PoseHead(nn.Module):
 
     def reset(self, num_outputs: int) -> None:
         """Replace the output convolution with one producing ``num_outputs`` maps (new random weights)."""
-        old = self.final_layer
-        self.final_layer = nn.Conv2d(
-            self.in_channels,
-            num_outputs,
-            self.kernel_size,
-            padding=self.kernel_size // 2,
-            device=old.weight.device,
-            dtype=old.weight.dtype,
-        )
+        self.final_layer = output_conv(self.in_channels, num_outputs, self.kernel_size, like=self.final_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.final_layer(x)
