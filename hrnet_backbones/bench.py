@@ -35,7 +35,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -46,6 +45,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .cliutil import format_table as text_table
+from .fileio import atomic_write_bytes
 
 __all__ = [
     "BenchSpec",
@@ -659,7 +661,6 @@ def _fmt(v: float | None, spec: str = ".1f") -> str:
 def format_table(rows: Iterable[Row]) -> str:
     """The rows as an aligned text table (img/s with its inter-quartile range, ratio to timm with its IQR); rows
     that failed are numbered and their errors listed below the table."""
-    from .cli import _format_table
 
     headers = [
         "model",
@@ -712,7 +713,7 @@ def format_table(rows: Iterable[Row]) -> str:
                 _fmt(r.cpu_ratio_vs_timm, ".2f"),
             ]
         )
-    return "\n".join([_format_table(headers, table), *notes])
+    return "\n".join([text_table(headers, table), *notes])
 
 
 def checkpointing_summary(rows: Iterable[Row]) -> list[str]:
@@ -790,7 +791,6 @@ def _loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
 
 
 def complexity_lines(complexity: list[dict[str, Any]]) -> list[str]:
-    from .cli import _format_table
 
     rows = [
         [
@@ -804,23 +804,12 @@ def complexity_lines(complexity: list[dict[str, Any]]) -> list[str]:
         ]
         for c in complexity
     ]
-    return _format_table(
+    return text_table(
         ["published model", "input", "params M", "paper", "GFLOPs*", "paper", "match"], rows
     ).splitlines()
 
 
 # ---------------------------------------------------------------------------------------------------- files
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_results(
     result: BenchResult, out_dir: str | os.PathLike, name: str = "throughput", force: bool = False
 ):
@@ -838,15 +827,15 @@ def write_results(
             f"{', '.join(existing)} already exist; pass --force to overwrite or choose --out"
         )
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(paths[0], (json.dumps(result.to_json(), indent=2) + "\n").encode())
+    atomic_write_bytes(paths[0], (json.dumps(result.to_json(), indent=2) + "\n").encode())
     buf = io.StringIO()
     names = list(Row.__dataclass_fields__)
     writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
     writer.writeheader()
     for r in result.rows:
         writer.writerow(asdict(r))
-    _atomic_write_bytes(paths[1], buf.getvalue().encode())
-    _atomic_write_bytes(paths[2], plot_throughput(result.rows, title=_plot_title(result)))
+    atomic_write_bytes(paths[1], buf.getvalue().encode())
+    atomic_write_bytes(paths[2], plot_throughput(result.rows, title=_plot_title(result)))
     return paths
 
 

@@ -11,54 +11,21 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from .cliutil import DEFAULT_MODEL, CLIError, check_size, format_table, input_size_arg
+
 __all__ = ["CLIError", "COMMANDS", "main"]
-
-DEFAULT_MODEL = "hrnet_w32"
-DEFAULT_INPUT_SIZE = (256, 192)
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
-
-
-def _input_size_arg(parser: argparse.ArgumentParser, default: tuple[int, int] = DEFAULT_INPUT_SIZE) -> None:
-    parser.add_argument(
-        "--input-size",
-        nargs=2,
-        type=int,
-        metavar=("H", "W"),
-        default=list(default),
-        help=f"input height and width (default: {default[0]} {default[1]})",
-    )
-
-
-def _check_size(size: Sequence[int]) -> tuple[int, int]:
-    h, w = size
-    if h < 1 or w < 1:
-        raise CLIError(f"--input-size must be two positive integers, got {h} {w}")
-    return h, w
-
-
-def _format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [list(map(str, headers))] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = [
-        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------------- list
 def _list_args(p: argparse.ArgumentParser) -> None:
-    _input_size_arg(p)
+    input_size_arg(p)
 
 
 def _list_run(args: argparse.Namespace) -> int:
     from .complexity import measure, meta_model
     from .registry import VARIANTS, model_names
 
-    size = _check_size(args.input_size)
+    size = check_size(args.input_size)
     rows = []
     for name in model_names():
         prefix, width = name.rsplit("_w", 1)
@@ -79,7 +46,7 @@ def _list_run(args: argparse.Namespace) -> int:
         )
     headers = ["model", "variant", "width", "params (M)", "GMACs", "GFLOPs*", "channels", "strides"]
     print(f"Backbones (features_only defaults) at {size[0]}x{size[1]}:")
-    print(_format_table(headers, rows))
+    print(format_table(headers, rows))
     print("* multiply-adds / 2^30, the unit of the HRNet papers' complexity tables")
     return 0
 
@@ -89,7 +56,7 @@ def _info_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "name", nargs="?", default=DEFAULT_MODEL, help=f"a registered model name (default: {DEFAULT_MODEL})"
     )
-    _input_size_arg(p)
+    input_size_arg(p)
 
 
 def _info_run(args: argparse.Namespace) -> int:
@@ -98,7 +65,7 @@ def _info_run(args: argparse.Namespace) -> int:
     from .complexity import feature_table, measure, meta_model
     from .registry import model_names
 
-    size = _check_size(args.input_size)
+    size = check_size(args.input_size)
     if args.name not in model_names() and not timm.is_model(args.name):
         raise CLIError(f"unknown model {args.name!r}; `hrnet-backbones list` shows the registered names")
     if args.name not in model_names():
@@ -116,7 +83,7 @@ def _info_run(args: argparse.Namespace) -> int:
         f"{args.name}: {model.representation.upper()} representation, trunk width W{model.arch.width}, "
         f"input {size[0]}x{size[1]}"
     )
-    print(_format_table(["index", "feature", "channels", "stride", "output shape (NCHW)"], rows))
+    print(format_table(["index", "feature", "channels", "stride", "output shape (NCHW)"], rows))
     print(
         f"features_only default out_indices: {list(feats.out_indices)}; "
         f"{c.params_m:.2f} M params, {c.gmacs:.2f} GMACs ({c.paper_gflops:.2f} GFLOPs as in the papers)"
@@ -186,13 +153,13 @@ def _load_pose_model(spec: str):
 
 def _pose_run(args: argparse.Namespace) -> int:
     import json
-    import os
     from pathlib import Path
 
     import numpy as np
     import torch
     from PIL import Image, UnidentifiedImageError
 
+    from .fileio import atomic_write_text
     from .inference import keypoint_meta, predict_keypoints
     from .keypoints import save_overlay
 
@@ -235,10 +202,7 @@ def _pose_run(args: argparse.Namespace) -> int:
         "flip_test": not args.no_flip and bool(meta.flip_pairs),
         "people": people,
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = json_path.with_name(f".{json_path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, json_path)
+    atomic_write_text(json_path, json.dumps(record, indent=2))
     save_overlay(
         png_path,
         pil,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..cliutil import CLIError
 from ..config import FUSION_UPSAMPLE_MODES
 from .layouts import FAMILIES
 
@@ -70,7 +71,6 @@ def convert_args(p: argparse.ArgumentParser) -> None:
 
 
 def convert_run(args: argparse.Namespace) -> int:
-    from ..cli import CLIError
     from .converter import convert_checkpoint
     from .writer import FOLDER_FILES
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from ..fileio import atomic_path
 from ._common import ArrayLike
 from .datasets import KeypointLayout, get_layout
 
@@ -126,15 +126,6 @@ def save_overlay(
     if path.suffix.lower() != ".png":
         raise ValueError(f"save_overlay writes PNG; give a .png path, got {str(path)!r}")
     canvas = draw_keypoints(image, keypoints, **kwargs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique sibling name opened with "x" (not mkstemp, whose 0600 mode would survive the rename).
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            canvas.save(fh, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "xb") as fh:
+        canvas.save(fh, format="PNG")
     return path
