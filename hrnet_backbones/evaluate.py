@@ -435,6 +435,8 @@ def run_cli(args: argparse.Namespace) -> int:
         )
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     refine = None if args.refine == "none" else args.refine
+    if refine == "auto":  # a decoding recorded with the codec (trained folders) wins over the codec's default
+        refine = ((getattr(model, "pretrained_cfg", None) or {}).get("codec") or {}).get("refine", "auto")
     predictions = predict_dataset(
         model,
         dataset,
