@@ -398,6 +398,17 @@ def _model_codec(model: nn.Module, input_size: tuple[int, int]):
     return MSRAHeatmap((w, h), heatmap, sigma=sigma, unbiased=bool(spec.get("unbiased", False)))
 
 
+def _worker_message(error: BaseException) -> str:
+    """The original one-line message of an error re-raised from a DataLoader worker (PyTorch prefixes it with
+    "Caught ValueError in DataLoader worker process 0" and the worker's traceback)."""
+    text = str(error)
+    if "DataLoader worker" not in text:
+        return text
+    last = text.strip().splitlines()[-1]
+    prefix = f"{type(error).__name__}: "
+    return last[len(prefix) :] if last.startswith(prefix) else last
+
+
 def run_cli(args: argparse.Namespace) -> int:
     from .cliutil import load_keypoint_model
     from .fileio import atomic_write_text, refuse_existing
@@ -437,15 +448,18 @@ def run_cli(args: argparse.Namespace) -> int:
     refine = None if args.refine == "none" else args.refine
     if refine == "auto":  # a decoding recorded with the codec (trained folders) wins over the codec's default
         refine = ((getattr(model, "pretrained_cfg", None) or {}).get("codec") or {}).get("refine", "auto")
-    predictions = predict_dataset(
-        model,
-        dataset,
-        flip=args.flip,
-        refine=refine,
-        batch_size=args.batch_size,
-        device=device,
-        num_workers=args.workers,
-    )
+    try:
+        predictions = predict_dataset(
+            model,
+            dataset,
+            flip=args.flip,
+            refine=refine,
+            batch_size=args.batch_size,
+            device=device,
+            num_workers=args.workers,
+        )
+    except (ValueError, OSError) as e:
+        raise CLIError(_worker_message(e)) from None
     if kind == "landmarks":
         stats = evaluate_landmarks(predictions, dataset)
         results = [{k: v for k, v in p.items() if k != "index"} for p in predictions]

@@ -347,9 +347,13 @@ def test_evaluate_command_rejects_a_keypoint_count_that_contradicts_the_model(tm
         ),
     ],
 )
-def test_evaluate_command_reports_bad_data_in_one_line_and_exits_2(coco, model_dir, capsys, damage, message):
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_evaluate_command_reports_bad_data_in_one_line_and_exits_2(
+    coco, model_dir, capsys, damage, message, workers
+):
     damage(*coco)
-    assert main(["evaluate", str(model_dir), "--ann", str(coco[0]), "--images", str(coco[1])]) == 2
+    argv = ["evaluate", str(model_dir), "--ann", str(coco[0]), "--images", str(coco[1]), "--workers", workers]
+    assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("hrnet-backbones evaluate: error:") and len(err.splitlines()) == 1
     assert __import__("re").search(message, err), err
