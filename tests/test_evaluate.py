@@ -369,3 +369,25 @@ def test_evaluate_command_on_detections_with_a_score_threshold(coco, model_dir, 
     argv = ["evaluate", str(model_dir), "--ann", str(coco[0]), "--images", str(coco[1])]
     assert main([*argv, "--detections", str(det_file), "--score-threshold", "0.5"]) == 0
     assert "1 instances from detections" in capsys.readouterr().out
+
+
+def test_pckh_of_the_mpii_layout_leaves_out_pelvis_and_thorax(tmp_path):
+    from hrnet_backbones.keypoints import MPII_KEYPOINTS
+
+    data = coco_dict()
+    data["categories"][0].update(keypoints=list(MPII_KEYPOINTS.keypoint_names), skeleton=[])
+    for a in data["annotations"]:
+        a["keypoints"] = a["keypoints"][:48]
+        a["head_bbox"] = [0, 0, 6.0, 8.0]
+    h, w = 64, 48
+    transform = TopDownTransform(
+        (h, w), MSRAHeatmap((w, h), (w // 4, h // 4)), mean=MEAN, std=STD, flip_pairs=(), train=False
+    )
+    ds = CocoKeypointDataset(*write_coco(tmp_path, data), transform)
+    assert ds.layout.name == "mpii" and ds.layout.flip_pairs == MPII_KEYPOINTS.flip_pairs
+    preds = perfect_predictions(ds)
+    for p in preds:
+        kp = np.asarray(p["keypoints"]).reshape(-1, 3)
+        kp[6:8, :2] += 50.0  # pelvis and thorax far off
+        p["keypoints"] = kp.reshape(-1).tolist()
+    assert evaluate_pckh(preds, ds) == {"PCKh@0.5": 1.0, "PCKh@0.1": 1.0}
