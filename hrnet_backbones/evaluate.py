@@ -110,16 +110,11 @@ def predict_dataset(
                     f"the model returns heatmaps {tuple(heatmaps.shape[1:])} but the data set has "
                     f"{base.num_keypoints} keypoints and the codec a heatmap of (H, W) = {codec.heatmap_size[::-1]}"
                 )
-            keypoints, scores = decode_to_image(
-                codec,
-                heatmaps.float().cpu(),
-                batch["center"].double(),
-                batch["scale"].double(),
-                refine=refine,
-            )
-            flat = torch.cat((keypoints.double(), scores.double()[..., None]), dim=-1).reshape(
-                len(images), -1
-            )
+            # decoded where the model ran (the codecs are batched torch code), then brought to the CPU
+            center, scale = batch["center"].to(device), batch["scale"].to(device)
+            keypoints, scores = decode_to_image(codec, heatmaps.float(), center, scale, refine=refine)
+            flat = torch.cat((keypoints.cpu().double(), scores.cpu().double()[..., None]), dim=-1)
+            flat = flat.reshape(len(images), -1)
             for row, image_id, score, index in zip(
                 flat.tolist(), batch["image_id"].tolist(), batch["score"].tolist(), batch["index"].tolist()
             ):
