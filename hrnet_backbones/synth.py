@@ -408,6 +408,9 @@ def _figure_geometry(f: FigurePose) -> dict[str, np.ndarray]:
         kn = hp + _direction(p.leg, s) * p.thigh
         an = kn + _direction(p.leg + p.knee, s) * p.shin
         pts |= {f"{side}_sh": sh, f"{side}_el": el, f"{side}_wr": wr, f"{side}_hip": hp}
+        # the torso's corners lie a little outside the shoulder and hip joints
+        pts[f"{side}_torso_top"] = neck + upper @ np.array([s * (sw + 0.025), 0.0])
+        pts[f"{side}_torso_bottom"] = np.array([s * (hw + 0.035), 0.04])
         pts |= {f"{side}_kn": kn, f"{side}_an": an}
         pts[f"{side}_hand"] = wr + upper @ (_direction(p.arm + p.elbow, s) * 0.03)
         pts[f"{side}_toe"] = an + _direction(p.leg + p.knee - s * sl * 1.2, s) * 0.05
@@ -479,12 +482,12 @@ def _draw_figure(canvas: _Canvas, f: FigurePose, owner_base: int, mask: ImageDra
 
     for side, p in (("l", f.left), ("r", f.right)):
         fore_col = f.skin if f.short_sleeves else f.shirt
-        limb(p.arm_z, f"{side}_sh", f"{side}_el", 0.04, 0.034, f.shirt, outline, f"{side}_upperarm")
-        limb(p.arm_z + 0.01, f"{side}_el", f"{side}_wr", 0.033, 0.026, fore_col, outline, f"{side}_forearm")
-        limb(p.arm_z + 0.02, f"{side}_wr", f"{side}_hand", 0.03, 0.026, f.skin, None, f"{side}_hand")
+        limb(p.arm_z, f"{side}_sh", f"{side}_el", 0.05, 0.043, f.shirt, outline, f"{side}_upperarm")
+        limb(p.arm_z + 0.01, f"{side}_el", f"{side}_wr", 0.041, 0.032, fore_col, outline, f"{side}_forearm")
+        limb(p.arm_z + 0.02, f"{side}_wr", f"{side}_hand", 0.034, 0.03, f.skin, None, f"{side}_hand")
         shin_col = f.skin if f.shorts else f.pants
-        limb(p.leg_z, f"{side}_hip", f"{side}_kn", 0.055, 0.043, f.pants, pant_line, f"{side}_thigh")
-        limb(p.leg_z + 0.01, f"{side}_kn", f"{side}_an", 0.042, 0.032, shin_col, pant_line, f"{side}_shin")
+        limb(p.leg_z, f"{side}_hip", f"{side}_kn", 0.07, 0.055, f.pants, pant_line, f"{side}_thigh")
+        limb(p.leg_z + 0.01, f"{side}_kn", f"{side}_an", 0.053, 0.04, shin_col, pant_line, f"{side}_shin")
         limb(
             p.leg_z + 0.02,
             f"{side}_an",
@@ -495,10 +498,7 @@ def _draw_figure(canvas: _Canvas, f: FigurePose, owner_base: int, mask: ImageDra
             None,
             f"{side}_foot",
         )
-    torso = [g["l_sh"], g["r_sh"], g["r_hip"], g["l_hip"]]
-    # widen the torso quad a little beyond the joints so shoulders and hips sit inside it
-    c = np.mean(torso, axis=0)
-    torso = [tuple(c + (p - c) * 1.12) for p in torso]
+    torso = [tuple(g[k]) for k in ("l_torso_top", "r_torso_top", "r_torso_bottom", "l_torso_bottom")]
     items.append((2.0, ("torso", torso)))
     items.append((2.5, ("neck",)))
     items.append((4.0, ("ears",)))

@@ -137,6 +137,28 @@ def test_figures_face_the_camera_or_away_with_coco_sides():
     assert (front[:3, 2] > 0).all() and (back[:3, 2] == 0).all()  # nose and eyes unlabelled from behind
 
 
+@pytest.mark.parametrize(("arm_z", "visibility"), [(1.5, 1), (3.5, 2)])
+def test_a_wrist_behind_the_torso_is_occluded_and_in_front_visible(arm_z, visibility):
+    f = replace(synth._random_figure(np.random.default_rng(0), (64.0, 70.0), 100.0), rotation=0.0, lean=0.0)
+    f = replace(f, facing=1, left=replace(f.left, arm=-0.3, elbow=-1.5, arm_z=arm_z))  # hand across the chest
+    img, kp = render_figure(f, SIZE)
+    wrist = COCO_KEYPOINTS.keypoint_names.index("left_wrist")
+    assert kp[wrist, 2] == visibility
+    x, y = np.round(kp[wrist, :2]).astype(int)
+    assert (np.asarray(img)[y, x] == f.shirt).all() == (visibility == 1)  # the shirt covers a hidden wrist
+
+
+def test_visible_keypoints_lie_on_the_drawn_figure():
+    background = (0, 0, 0)
+    for seed in range(5):
+        f = synth._random_figure(np.random.default_rng(seed), (64.0, 64.0), 90.0)
+        img, kp = render_figure(f, SIZE, background=background)
+        pixels = np.asarray(img)
+        for x, y, v in kp:
+            if v == 2:
+                assert (pixels[int(round(y)), int(round(x))] != background).any()
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
 def test_a_mirrored_figure_is_the_mirror_image_with_flip_pairs_swapped(seed):
     rng = np.random.default_rng(seed)
