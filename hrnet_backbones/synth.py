@@ -359,7 +359,7 @@ def _random_side(rng: np.random.Generator) -> _Side:
 
 
 def _random_figure(rng: np.random.Generator, center: tuple[float, float], height: float) -> FigurePose:
-    rot = rng.normal(0, 0.35) if rng.random() < 0.85 else rng.uniform(-math.pi, math.pi)
+    rot = rng.normal(0, 0.3) if rng.random() < 0.95 else rng.uniform(-math.pi, math.pi)  # now and then any angle
     skin_base = rng.uniform(0.3, 1.0)
     return FigurePose(
         center=center,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 from dataclasses import replace
 
@@ -12,7 +14,7 @@ from PIL import Image
 
 from hrnet_backbones import synth
 from hrnet_backbones.cli import main
-from hrnet_backbones.keypoints import COCO_KEYPOINTS, get_layout
+from hrnet_backbones.keypoints import COCO_KEYPOINTS, coco_keypoint_stats, get_layout
 from hrnet_backbones.synth import (
     FACE_LAYOUTS,
     face_landmarks,
@@ -173,6 +175,42 @@ def test_a_mirrored_figure_is_the_mirror_image_with_flip_pairs_swapped(seed):
     expect[:, 0] = w - 1 - expect[:, 0]
     np.testing.assert_allclose(kp_m[:, :2], expect[:, :2], atol=1e-6)
     assert (np.abs(kp_m[:, 2] - expect[:, 2]) <= 1).all() and (kp_m[:, 2] == expect[:, 2]).mean() >= 0.85
+
+
+def test_pose_files_load_in_the_coco_api_and_agree_with_our_metric(pose_set):
+    pytest.importorskip("pycocotools")
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(pose_set.val_ann))
+        rng = np.random.default_rng(0)
+        results = []
+        for a in gt.dataset["annotations"]:
+            if not a["iscrowd"]:  # ground truth moved by a pixel or two
+                kp = np.array(a["keypoints"], np.float64).reshape(17, 3)
+                kp[:, :2] += rng.normal(0, 1.5, (17, 2))
+                results.append(
+                    {"image_id": a["image_id"], "category_id": 1, "keypoints": kp.reshape(-1).tolist()}
+                )
+                results[-1]["score"] = float(rng.uniform(0.5, 1))
+        ev = COCOeval(gt, gt.loadRes(results), "keypoints")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    anns = gt.dataset["annotations"]
+    ours = coco_keypoint_stats(
+        np.array([r["keypoints"] for r in results]).reshape(-1, 17, 3),
+        np.array([r["score"] for r in results]),
+        np.array([a["keypoints"] for a in anns], np.float64).reshape(-1, 17, 3),
+        np.array([a["area"] for a in anns]),
+        dt_image_ids=[r["image_id"] for r in results],
+        gt_image_ids=[a["image_id"] for a in anns],
+        gt_bboxes=np.array([a["bbox"] for a in anns]),
+        gt_iscrowd=[a["iscrowd"] for a in anns],
+    )
+    assert 0.5 < ours["AP"] < 1.0
+    assert ours["AP"] == pytest.approx(ev.stats[0], abs=1e-9)
 
 
 # ------------------------------------------------------------------------------------------ determinism
