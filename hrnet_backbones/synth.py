@@ -53,6 +53,7 @@ __all__ = [
     "make_face_dataset",
     "make_pose_dataset",
     "mean_pose_baseline_ap",
+    "mean_shape_baseline_nme",
     "render_face",
     "render_figure",
     "synth_args",
@@ -359,7 +360,9 @@ def _random_side(rng: np.random.Generator) -> _Side:
 
 
 def _random_figure(rng: np.random.Generator, center: tuple[float, float], height: float) -> FigurePose:
-    rot = rng.normal(0, 0.3) if rng.random() < 0.95 else rng.uniform(-math.pi, math.pi)  # now and then any angle
+    rot = (
+        rng.normal(0, 0.3) if rng.random() < 0.95 else rng.uniform(-math.pi, math.pi)
+    )  # now and then any angle
     skin_base = rng.uniform(0.3, 1.0)
     return FigurePose(
         center=center,
@@ -1266,6 +1269,45 @@ def make_face_dataset(
     return _paths(out, "face_landmarks_{}.csv")
 
 
+def _read_face_csv(
+    path: str | Path,
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(header, centres (N, 2), scales (N,), landmarks (N, K, 2), box sizes (N,) or None)`` of a face CSV."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    if not rows or rows[0][:2] != ["image_name", "scale"]:
+        raise ValueError(f"{path} is not a face landmark CSV (header image_name, scale, ...)")
+    header, body = rows[0], rows[1:]
+    first = 5 if "box_size" in header else 4
+    values = np.array([r[1:] for r in body], np.float64).reshape(len(body), len(header) - 1)
+    box = values[:, 1] if first == 5 else None
+    return (
+        header,
+        values[:, first - 3 : first - 1],
+        values[:, 0],
+        values[:, first - 1 :].reshape(len(body), -1, 2),
+        box,
+    )
+
+
+def mean_shape_baseline_nme(
+    train_csv: str | Path, val_csv: str | Path, layout: str | KeypointLayout
+) -> float:
+    """NME of a constant predictor on a face CSV: the training set's mean landmarks, relative to the face box
+    (``(xy - centre) / (scale * 200)``), placed in every validation box; scored by
+    :func:`hrnet_backbones.keypoints.nme` (the layout's normaliser; ``box_size`` for AFLW)."""
+    from .keypoints.metrics import nme
+
+    lay = _face_layout(layout)
+    _, centres, scales, pts, _ = _read_face_csv(train_csv)
+    if pts.shape[1] != lay.num_keypoints:
+        raise ValueError(f"{train_csv} has {pts.shape[1]} landmarks, layout {lay.name} {lay.num_keypoints}")
+    mean = ((pts - centres[:, None]) / (scales[:, None, None] * 200)).mean(0)
+    _, v_centres, v_scales, v_pts, box = _read_face_csv(val_csv)
+    pred = v_centres[:, None] + mean[None] * v_scales[:, None, None] * 200
+    return float(nme(pred, v_pts, layout=lay, norm_factor=box))
+
+
 # ============================================================================================ CLI
 def synth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty, unless --force)")
@@ -1319,4 +1361,9 @@ def synth_run(args: argparse.Namespace) -> int:
     if args.kind == "pose" and counts["val"]["people"]:
         ap = mean_pose_baseline_ap(paths.train_ann, paths.val_ann)
         print(f"  a constant mean pose in the val boxes scores AP {ap:.3f} (a keypoint model must beat it)")
+    if args.kind == "face" and counts["val"]["images"]:
+        err = mean_shape_baseline_nme(paths.train_ann, paths.val_ann, info["layout"])
+        print(
+            f"  a constant mean shape in the val boxes scores NME {err:.4f} (a landmark model must beat it)"
+        )
     return 0

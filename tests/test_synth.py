@@ -21,6 +21,7 @@ from hrnet_backbones.synth import (
     make_face_dataset,
     make_pose_dataset,
     mean_pose_baseline_ap,
+    mean_shape_baseline_nme,
     render_face,
     render_figure,
 )
@@ -336,6 +337,32 @@ def test_the_mean_pose_baseline_scores_a_data_set_of_one_pose_perfectly(tmp_path
     (tmp_path / "t.json").write_text(json.dumps(coco(5, 1)))
     (tmp_path / "v.json").write_text(json.dumps(coco(4, 10)))
     assert mean_pose_baseline_ap(tmp_path / "t.json", tmp_path / "v.json") == pytest.approx(1.0)
+
+
+def test_a_constant_mean_face_shape_misses_by_far(tmp_path):
+    paths = make_face_dataset(tmp_path / "f", 12, seed=0, image_size=(96, 96), val_fraction=0.25)
+    assert mean_shape_baseline_nme(paths.train_ann, paths.val_ann, "300w") > 0.08  # a trained model: ~0.03
+
+
+def test_the_mean_shape_baseline_scores_faces_of_one_shape_perfectly(tmp_path):
+    rng = np.random.default_rng(0)
+    shape = rng.uniform(-0.5, 0.5, (19, 2))
+
+    def write(path, n):
+        rows = [["image_name", "scale", "box_size", "center_w", "center_h"]]
+        rows[0] += [c for i in range(19) for c in (f"x_{i}", f"y_{i}")]
+        for i in range(n):
+            scale, centre = rng.uniform(0.3, 1.0), rng.uniform(50, 150, 2)
+            pts = centre + shape * scale * 200
+            rows.append([f"train/{i:06d}.jpg", scale, scale * 200, *centre, *pts.reshape(-1)])
+        with open(path, "w", newline="") as fh:
+            csv.writer(fh).writerows(rows)
+
+    write(tmp_path / "t.csv", 4)
+    write(tmp_path / "v.csv", 3)
+    assert mean_shape_baseline_nme(tmp_path / "t.csv", tmp_path / "v.csv", "aflw") == pytest.approx(
+        0.0, abs=1e-9
+    )
 
 
 def test_an_existing_folder_is_refused_without_force(tmp_path):
