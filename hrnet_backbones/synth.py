@@ -10,7 +10,13 @@ official code and mmpose read, so the data pipeline, ``train`` and ``evaluate`` 
   after ``scale`` as the official AFLW files do);
 
 and ``DIR/synth.json`` describing the set. Everything is drawn with Pillow / NumPy and encoded by Pillow (JPEG,
-quality 90); a seed gives byte-identical files.
+quality 90); a seed gives byte-identical files (with the same Pillow and NumPy).
+
+Pose annotations: ``bbox`` and ``area`` are those of the figure's whole silhouette inside the image, parts hidden
+behind other things included (so the box holds every labelled keypoint); ``v = 2`` where the keypoint's own limb
+is on top, ``v = 1`` where something else covers it (another person, an object, the figure's own torso),
+``v = 0`` with ``x = y = 0`` outside the image and for the nose and eyes of a figure turned away. Crowds of small
+figures are one ``iscrowd = 1`` annotation each (silhouette box and area, no keypoints).
 
 Pixel coordinates follow the package: pixel centres at integers, ``x`` right, ``y`` down; a horizontal flip of a
 ``W``-wide image maps ``x`` to ``W - 1 - x``.

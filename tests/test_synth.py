@@ -302,6 +302,25 @@ def test_face_landmarks_follow_the_300w_semantics():
     assert p[19, 1] < p[37, 1] < p[30, 1] < p[51, 1] < p[57, 1] < p[8, 1]  # brow, eye, nose tip, lips, chin
 
 
+@pytest.mark.parametrize(
+    ("layout", "left_to_right"),
+    [
+        ("wflw", [0, 60, 64, 68, 72, 32]),  # contour start, eye corners, contour end
+        ("wflw", [76, 88, 92, 82]),  # mouth corners, outer and inner
+        ("cofw", [8, 10, 11, 9]),  # eye corners: outer, inner, inner, outer
+        ("cofw", [0, 2, 3, 1]),  # brow ends
+        ("aflw", [0, 1, 2, 3, 4, 5]),  # brows
+        ("aflw", [6, 7, 8, 9, 10, 11]),  # eyes: corner, centre, corner
+    ],
+)
+def test_face_landmarks_run_across_the_face_in_the_layouts_order(layout, left_to_right):
+    f = replace(
+        synth._random_face(np.random.default_rng(0)), center=(64.0, 50.0), size=25.0, yaw=0.0, roll=0.0
+    )
+    x = face_landmarks(f, layout)[left_to_right, 0]
+    assert (np.diff(x) > 0).all()
+
+
 # ------------------------------------------------------------------------------------- baseline, writing
 def test_a_constant_mean_pose_scores_at_most_ten_percent_ap(pose_set):
     assert mean_pose_baseline_ap(pose_set.train_ann, pose_set.val_ann) <= 0.10
