@@ -468,14 +468,12 @@ class _Canvas:
         self.draw.polygon(pts, fill=color)
         self.owner_draw.polygon(pts, fill=owner)
 
-    def mark(self, pts, color, owner: int | None = None) -> None:
+    def mark(self, pts, color) -> None:
         """Paint without changing ownership (features drawn on a part)."""
         self.draw.polygon(pts, fill=color)
-        if owner is not None:
-            self.owner_draw.polygon(pts, fill=owner)
 
 
-OTHER = 1  # the ownership id of occluders and crowds
+_OTHER = 1  # the ownership id of occluders and crowds
 
 
 def _draw_figure(canvas: _Canvas, f: FigurePose, owner_base: int, mask: ImageDraw.ImageDraw | None) -> dict:
@@ -626,9 +624,9 @@ def _pose_image(rng: np.random.Generator, h: int, w: int) -> tuple[Image.Image, 
             fh = rng.uniform(0.1, 0.18) * s
             c = (x0 + rng.uniform(0, 1) * rw, y0 + rng.uniform(0, 1) * rh)
             f = _random_figure(rng, c, fh)
-            _draw_figure(canvas, replace(f, rotation=f.rotation * 0.3), OTHER, mdraw)
+            _draw_figure(canvas, replace(f, rotation=f.rotation * 0.3), _OTHER, mdraw)
         m = np.asarray(mask) > 0
-        canvas.owner.paste(OTHER, mask=mask)
+        canvas.owner.paste(_OTHER, mask=mask)
         if m.any():
             anns.append(_annotation_from_mask(m, np.zeros((17, 3)), iscrowd=1))
 
@@ -649,7 +647,7 @@ def _pose_image(rng: np.random.Generator, h: int, w: int) -> tuple[Image.Image, 
         before = canvas.img.copy()
         _occluder(canvas.draw, rng, x, y, f.height * rng.uniform(0.15, 0.4))
         changed = np.any(np.asarray(canvas.img) != np.asarray(before), axis=2)
-        canvas.owner.paste(OTHER, mask=Image.fromarray((changed * 255).astype(np.uint8)))
+        canvas.owner.paste(_OTHER, mask=Image.fromarray((changed * 255).astype(np.uint8)))
 
     owner = np.asarray(canvas.owner)
     for f, g, base, mask in figures:
