@@ -391,3 +391,62 @@ def test_pckh_of_the_mpii_layout_leaves_out_pelvis_and_thorax(tmp_path):
         kp[6:8, :2] += 50.0  # pelvis and thorax far off
         p["keypoints"] = kp.reshape(-1).tolist()
     assert evaluate_pckh(preds, ds) == {"PCKh@0.5": 1.0, "PCKh@0.1": 1.0}
+
+
+# ------------------------------------------------------------------------------------------------ synthetic data
+def test_synthetic_pose_files_load_and_score_as_pycocotools_does(tmp_path):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from hrnet_backbones.synth import make_pose_dataset
+
+    paths = make_pose_dataset(tmp_path / "synth", images=10, seed=3, val_fraction=0.5, image_size=(128, 128))
+    train_tf = TopDownTransform(
+        (64, 48),
+        MSRAHeatmap((48, 64), (12, 16), unbiased=True),
+        mean=MEAN,
+        std=STD,
+        flip_pairs=COCO_KEYPOINTS.flip_pairs,
+        train=True,
+    )
+    train = CocoKeypointDataset(paths.train_ann, paths.train_images, train_tf)
+    assert train.layout.name == "coco" and all(
+        train[i]["heatmaps"].shape == (17, 16, 12) for i in range(len(train))
+    )
+    val = CocoKeypointDataset(paths.val_ann, paths.val_images, eval_transform())
+    assert evaluate_coco(perfect_predictions(val), val)[0]["AP"] == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    preds = perfect_predictions(val)
+    for p in preds:
+        kp = np.asarray(p["keypoints"]).reshape(-1, 3)
+        kp[:, :2] += rng.normal(0, 2.0, (17, 2))
+        kp[:, 2] = rng.uniform(0.1, 1.0, 17)
+        p["keypoints"] = kp.reshape(-1).tolist()
+    stats, results = evaluate_coco(preds, val)
+    res_file = tmp_path / "results.json"
+    res_file.write_text(json.dumps(results))
+    gt = COCO(str(paths.val_ann))
+    evaluator = COCOeval(gt, gt.loadRes(str(res_file)), "keypoints")
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    np.testing.assert_allclose(list(stats.values()), evaluator.stats, atol=1e-9)
+
+
+def test_synthetic_face_files_load_and_perfect_landmarks_score_nme_0(tmp_path):
+    from hrnet_backbones.keypoints import AFLW_19
+    from hrnet_backbones.synth import make_face_dataset
+
+    paths = make_face_dataset(
+        tmp_path / "faces", images=4, seed=1, val_fraction=0.5, image_size=64, layout="aflw"
+    )
+    ds = LandmarkCsvDataset(paths.val_ann, paths.val_images.parent, face_transform(False, AFLW_19))
+    assert ds.layout is AFLW_19 and ds.box_sizes is not None and ds[0]["heatmaps"].shape == (19, 16, 16)
+    preds = []
+    for i in range(len(ds)):
+        kp = np.concatenate((ds.landmarks[i], np.ones((19, 1))), axis=1)
+        preds.append(
+            {"image_id": i, "category_id": 1, "keypoints": kp.reshape(-1).tolist(), "score": 1.0, "index": i}
+        )
+    stats = evaluate_landmarks(preds, ds)
+    assert stats["NME"] == 0.0 and stats["FR@0.1"] == 0.0 and stats["AUC@0.1"] == 1.0
