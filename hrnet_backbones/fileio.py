@@ -1,20 +1,30 @@
-"""Atomic file writes with ordinary permissions.
+"""Atomic file and folder writes with ordinary permissions.
 
 Every file the package writes goes through here: the bytes land in a temporary sibling, which replaces the
 destination with ``os.replace`` only once complete, so a reader (or a crash) never sees a half-written file.
 The temporary file is created the way ``open(path, "x")`` would be, so the result carries the umask's
-permissions (``-rw-r--r--`` under umask 022), not ``mkstemp``'s private ``0600``.
+permissions (``-rw-r--r--`` under umask 022), not ``mkstemp``'s private ``0600``. A folder is assembled the same
+way (:func:`atomic_folder`): a temporary sibling made with ``os.mkdir`` (``drwxr-xr-x``, not ``mkdtemp``'s
+``0700``) whose files are given the umask's permissions before it is renamed into place.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "refuse_existing"]
+__all__ = [
+    "atomic_folder",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "ordinary_mode",
+    "refuse_existing",
+]
 
 
 def refuse_existing(paths: Iterable[str | os.PathLike], force: bool, flag: str = "--force") -> None:
@@ -55,3 +65,69 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically, with the umask's permissions. Returns the path."""
     return atomic_write_bytes(path, text.encode(encoding))
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; /proc gives it without that (brief) change where it exists
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def ordinary_mode(is_dir: bool = False) -> int:
+    """The permission bits a new file (``0o666``) or folder (``0o777``) gets under the current umask."""
+    return (0o777 if is_dir else 0o666) & ~_umask()
+
+
+def _temporary_sibling(path: Path, kind: str) -> Path:
+    return path.with_name(f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
+    """Yield a new temporary sibling folder to fill; on success it becomes ``path``, on error it is removed.
+
+    The folder and every plain file in it end with the umask's permissions, whatever the code that wrote them
+    used (``safetensors`` writes ``0600``). An existing ``path`` is replaced only with ``replace=True``: it is
+    moved aside, the new folder renamed into place, then the old one removed (put back if the rename fails).
+    Deciding whether ``path`` may be replaced at all is the caller's job. The parent folder must exist.
+    """
+    path = Path(path)
+    tmp = _temporary_sibling(path, "tmp")
+    os.mkdir(tmp)  # mode 0o777 & ~umask, unlike mkdtemp's 0o700
+    try:
+        yield tmp
+        file_mode = ordinary_mode()
+        for entry in os.scandir(tmp):
+            if entry.is_file(follow_symlinks=False):
+                os.chmod(entry.path, file_mode)
+        _rename_into_place(tmp, path, replace)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _rename_into_place(tmp: Path, path: Path, replace: bool) -> None:
+    if not os.path.lexists(path):
+        os.replace(tmp, path)
+        return
+    if not replace:
+        raise FileExistsError(f"{path} already exists; pass --force to replace it")
+    old = _temporary_sibling(path, "old")
+    os.replace(path, old)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.replace(old, path)  # put the previous folder back
+        raise
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink(missing_ok=True)

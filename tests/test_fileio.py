@@ -5,7 +5,13 @@ import stat
 
 import pytest
 
-from hrnet_backbones.fileio import atomic_path, atomic_write_text, refuse_existing
+from hrnet_backbones.fileio import (
+    atomic_folder,
+    atomic_path,
+    atomic_write_text,
+    ordinary_mode,
+    refuse_existing,
+)
 
 
 @pytest.fixture
@@ -44,3 +50,32 @@ def test_refuse_existing_names_every_existing_path_unless_forced(tmp_path):
         refuse_existing([tmp_path / "a", tmp_path / "b", tmp_path / "c"], force=False)
     refuse_existing([tmp_path / "a"], force=True)
     refuse_existing([tmp_path / "c"], force=False)
+
+
+def test_atomic_folder_and_its_files_have_the_umask_permissions(tmp_path, umask_022):
+    with atomic_folder(tmp_path / "model") as tmp:
+        fd = os.open(tmp / "private.bin", os.O_CREAT | os.O_WRONLY, 0o600)  # as safetensors writes
+        os.close(fd)
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "model" / "private.bin").stat().st_mode) == 0o644
+    assert ordinary_mode() == 0o644 and ordinary_mode(is_dir=True) == 0o755
+
+
+def test_a_failed_folder_leaves_nothing_and_keeps_the_previous_one(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), atomic_folder(tmp_path / "model", replace=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+        raise RuntimeError("disk full")
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["old.txt"]
+
+
+def test_atomic_folder_replaces_only_when_told(tmp_path):
+    (tmp_path / "model").mkdir()
+    with pytest.raises(FileExistsError), atomic_folder(tmp_path / "model") as tmp:
+        (tmp / "new.txt").write_text("new")
+    with atomic_folder(tmp_path / "model", replace=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["new.txt"]
