@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import stat
 
 import pytest
 import timm
@@ -196,3 +198,14 @@ def test_tensors_shared_between_keys_are_written_separately(tmp_path):
     _, folder = convert_checkpoint(tmp_path / "tied.pth", tmp_path / "out", complexity=False)
     written = load_file(str(folder / "model.safetensors"))
     assert torch.equal(written["bn1.running_mean"], written["bn2.running_mean"])
+
+
+def test_the_folder_and_its_files_have_the_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        convert_checkpoint(POSE / "checkpoint.pth", tmp_path / "model", complexity=False)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o755
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "model").iterdir()}
+    assert modes == {"README.md": 0o644, "config.json": 0o644, "model.safetensors": 0o644}

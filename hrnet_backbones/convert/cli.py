@@ -78,6 +78,10 @@ def convert_run(args: argparse.Namespace) -> int:
         raise CLIError(
             f"--input-size must be two positive integers, got {args.input_size[0]} {args.input_size[1]}"
         )
+    if args.out is not None and not args.out.strip():
+        raise CLIError(
+            "--out is empty (an unset variable?); name a new folder, or leave --out out for the default"
+        )
     model_id = f"hf-hub:{args.repo_id}" if args.repo_id else None
     conversion, folder = convert_checkpoint(
         args.source,

@@ -596,7 +596,7 @@ def convert_checkpoint(
     from .writer import check_destination, write_folder
 
     if out_dir is not None:
-        check_destination(Path(out_dir), force)
+        check_destination(Path(out_dir), force, path)
     ckpt = read_checkpoint(path)
     conversion = convert_state_dict(
         ckpt.state_dict,
@@ -607,5 +607,5 @@ def convert_checkpoint(
     )
     conversion.container = ckpt.container
     folder = Path(out_dir) if out_dir is not None else Path.cwd() / conversion.default_folder_name
-    write_folder(conversion, folder, force=force, model_id=model_id, complexity=complexity)
+    write_folder(conversion, folder, force=force, model_id=model_id, complexity=complexity, source=path)
     return conversion, folder

@@ -1,20 +1,22 @@
 """Writing a converted model folder: ``model.safetensors``, ``config.json`` (timm's hub format), ``README.md``.
 
-The folder is assembled in a temporary sibling directory and renamed into place, so a crash or an error never
-leaves a half-written folder behind, and an existing folder is replaced only with ``force``.
+The folder is assembled in a temporary sibling directory and renamed into place (``fileio.atomic_folder``), so a
+crash or an error never leaves a half-written folder behind. An existing folder is replaced only with ``force``,
+and only when it holds nothing but a conversion's files; never the current folder or the input's.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import save_file
+
+from ..fileio import atomic_folder
 
 if TYPE_CHECKING:
     from .converter import Conversion
@@ -58,12 +60,72 @@ _CITATIONS = {
 }
 
 
-def check_destination(folder: Path, force: bool) -> None:
-    """Refuse early (before any work) to write over an existing path unless ``force``; never over a file."""
+def _is_converted_folder(folder: Path) -> tuple[bool, str]:
+    """Whether ``folder`` holds nothing but what a conversion writes (empty counts); if not, why not."""
+    entries = sorted(os.listdir(folder))
+    if not entries:
+        return True, ""
+    others = [name for name in entries if name not in FOLDER_FILES]
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        return False, f"it holds files a conversion does not write ({shown})"
+    not_files = [name for name in entries if not (folder / name).is_file()]
+    if not_files:
+        return False, f"{', '.join(not_files)} in it is not a plain file"
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        ours = "converter_version" in config["pretrained_cfg"]
+    except (OSError, ValueError, KeyError, TypeError):
+        ours = False
+    if not ours:
+        return False, "its config.json was not written by `hrnet-backbones convert`"
+    return True, ""
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_destination(folder: Path, force: bool, source: str | os.PathLike[str] | None = None) -> None:
+    """Refuse early (before any work) an output folder that cannot or must not be written.
+
+    Never over a file, the current folder or one of its ancestors, or a folder that holds ``source`` (the input);
+    an existing folder only with ``force``, and then only one that holds nothing but a conversion's files.
+    """
+    if str(folder) in ("", "."):
+        raise ValueError(
+            f"--out {str(folder)!r} is the current folder, which convert never replaces; name a new folder "
+            "(or leave --out out for the default ./<architecture>.<tag>)"
+        )
+    folder = Path(folder)
+    target = Path(os.path.realpath(folder))
+    if _within(Path(os.path.realpath(Path.cwd())), target):
+        raise ValueError(
+            f"--out {folder} is the current folder or one that contains it, which convert never replaces; "
+            "name a new folder"
+        )
+    if source is not None:
+        for src in (Path(os.path.abspath(source)), Path(os.path.realpath(source))):
+            if _within(src, target) or _within(src, Path(os.path.abspath(folder))):
+                raise ValueError(
+                    f"--out {folder} holds the input checkpoint {source}; write the converted folder elsewhere"
+                )
+    if os.path.islink(folder) and not folder.exists():
+        raise ValueError(
+            f"--out {folder} is a symbolic link to a missing path ({os.readlink(folder)}); remove the link or "
+            "choose another --out"
+        )
     if folder.exists() and not folder.is_dir():
         raise FileExistsError(f"{folder} exists and is not a folder; choose another --out")
     if folder.exists() and not force:
         raise FileExistsError(f"{folder} already exists; pass --force to replace it, or choose another --out")
+    if folder.exists():
+        ours, why = _is_converted_folder(folder)
+        if not ours:
+            raise ValueError(
+                f"--force replaces only a folder written by `hrnet-backbones convert`, and {folder} is not one: "
+                f"{why}; choose another --out (nothing was changed)"
+            )
     ancestor = folder.absolute().parent
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -268,54 +330,43 @@ def _is_buffer(key: str) -> bool:
     return key.endswith(("running_mean", "running_var", "num_batches_tracked"))
 
 
+def _save_weights(conv: Conversion, path: Path) -> None:
+    from safetensors import SafetensorError
+
+    try:
+        save_file(_standalone(conv.state_dict), str(path), metadata=conv.safetensors_metadata())
+    except SafetensorError as e:  # safetensors reports its I/O errors (a full disk) as its own type
+        raise OSError(f"cannot write {path.name}: {e}") from None
+
+
 def write_folder(
     conv: Conversion,
     folder: Path,
     force: bool = False,
     model_id: str | None = None,
     complexity: bool = True,
+    source: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Write ``conv`` as a timm model folder at ``folder`` (atomically; replaced only with ``force``).
 
-    ``model_id`` is the name the card's usage code loads; ``complexity`` see :func:`model_card`.
+    ``model_id`` is the name the card's usage code loads; ``complexity`` see :func:`model_card`; ``source`` is the
+    input file, which the folder must not hold (see :func:`check_destination`). The folder and its files get the
+    umask's permissions.
     """
     folder = Path(folder)
-    check_destination(folder, force)
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    except OSError as e:  # e.g. a read-only or pseudo file system: name the folder, not our temporary one
-        raise ValueError(
-            f"cannot create the output folder {folder}: {e.strerror}; choose another --out"
-        ) from None
-    try:
-        save_file(
-            _standalone(conv.state_dict), str(tmp / "model.safetensors"), metadata=conv.safetensors_metadata()
-        )
+    check_destination(folder, force, source)
+    with ExitStack() as stack:
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = stack.enter_context(atomic_folder(folder, replace=force))
+        except OSError as e:  # e.g. a read-only or pseudo file system: name the folder, not a temporary one
+            raise ValueError(
+                f"cannot create the output folder {folder}: {e.strerror}; choose another --out"
+            ) from None
+        _save_weights(conv, tmp / "model.safetensors")
         (tmp / "config.json").write_text(json.dumps(conv.config_json(), indent=2) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(model_card(conv, model_id, complexity), encoding="utf-8")
-        _move_into_place(tmp, folder, force)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
-
-
-def _move_into_place(tmp: Path, folder: Path, force: bool) -> None:
-    if not folder.exists():
-        os.replace(tmp, folder)
-        return
-    if not force:  # appeared while we were converting
-        raise FileExistsError(f"{folder} already exists; pass --force to replace it")
-    old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
-    os.replace(folder, old / folder.name)
-    try:
-        os.replace(tmp, folder)
-    except BaseException:
-        os.replace(old / folder.name, folder)  # put the previous folder back
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_folder_config(folder: Path) -> dict[str, Any]:
