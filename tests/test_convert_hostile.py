@@ -12,12 +12,16 @@ import hashlib
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 from fixture_data import OFFICIAL
 
 from hrnet_backbones.cli import main
+from hrnet_backbones.convert import CheckpointError, read_checkpoint
+from hrnet_backbones.convert.load import storages_fit_records, verify_zip
 
 POSE_CKPT = OFFICIAL / "tiny" / "pose" / "checkpoint.pth"
 
@@ -134,6 +138,60 @@ def out_dangling_symlink(tmp: Path, converted: Path):
     return args, r"symbolic link to a missing path .*gone\); remove the link or choose another --out"
 
 
+# -------------------------------------------------------------------------------- damaged checkpoints (2, 6)
+def _rezip(src: Path, dst: Path, edit) -> Path:
+    """``src``'s records written again by Python's zipfile (no alignment), each passed through ``edit(name, data)``."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, edit(info.filename, zin.read(info.filename)))
+    return dst
+
+
+def _largest_record(path: Path) -> str:
+    with zipfile.ZipFile(path) as zf:
+        return max(zf.infolist(), key=lambda i: i.file_size).filename
+
+
+def zip_record_cut_short(tmp: Path, converted: Path):
+    big = _largest_record(POSE_CKPT)
+    src = _rezip(POSE_CKPT, tmp / "short.pth", lambda n, d: d[:-16] if n == big else d)
+    return ["convert", str(src), "--out", str(tmp / "out")], r"short\.pth is corrupt: a tensor record's size"
+
+
+def zip_bytes_flipped_in_tensor_data(tmp: Path, converted: Path):
+    data = bytearray(POSE_CKPT.read_bytes())
+    with zipfile.ZipFile(POSE_CKPT) as zf:
+        info = zf.getinfo(_largest_record(POSE_CKPT))
+    data[info.header_offset + 30 + len(info.filename) + 200] ^= (
+        0x40  # inside the record (no local extra field)
+    )
+    (tmp / "flipped.pth").write_bytes(bytes(data))
+    return ["convert", str(tmp / "flipped.pth"), "--out", str(tmp / "out")], r"fails the zip's CRC-32 check"
+
+
+def a_png_image(tmp: Path, converted: Path):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp / "street.png")
+    args = ["convert", str(tmp / "street.png"), "--out", str(tmp / "out")]
+    return (
+        args,
+        r"street\.png is not a PyTorch checkpoint \(a PNG image\); expected a file written by torch\.save",
+    )
+
+
+def eight_gigabytes_of_zeros(tmp: Path, converted: Path):
+    with open(tmp / "zeros.pth", "wb") as f:
+        f.truncate(8 * 2**30)  # sparse: no disk space, and refused from its first bytes (never hashed)
+    args = ["convert", str(tmp / "zeros.pth"), "--out", str(tmp / "out")]
+    return args, r"zeros\.pth is not a PyTorch checkpoint \(all zero bytes at its start"
+
+
+def a_git_lfs_pointer(tmp: Path, converted: Path):
+    (tmp / "lfs.pth").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 12\n")
+    return ["convert", str(tmp / "lfs.pth"), "--out", str(tmp / "out")], r"a Git LFS pointer.*git lfs pull"
+
+
 CASES = [
     force_into_the_inputs_folder,
     force_into_the_inputs_folder_by_a_relative_path,
@@ -149,6 +207,11 @@ CASES = [
     out_parent_of_cwd_with_force,
     out_dot_without_force,
     out_dangling_symlink,
+    zip_record_cut_short,
+    zip_bytes_flipped_in_tensor_data,
+    a_png_image,
+    eight_gigabytes_of_zeros,
+    a_git_lfs_pointer,
 ]
 
 
@@ -163,6 +226,8 @@ def _snapshot(root: Path) -> dict[str, str]:
                 out[rel] = "-> " + os.readlink(path)
             elif path.is_dir():
                 out[rel] = "dir"
+            elif path.stat().st_size > 2**26:  # the sparse 8 GB file: its size and time stand for it
+                out[rel] = f"{path.stat().st_size} bytes, {path.stat().st_mtime_ns}"
             else:
                 out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
@@ -183,3 +248,39 @@ def test_hostile_input_gives_one_line_and_changes_nothing(make, converted, tmp_p
     assert re.search(message, err), err
     assert _snapshot(tmp_path) == before
     assert not (tmp_path / "MARKER").exists()
+
+
+# ------------------------------------------------------------------------------------ what the checks let pass
+def _mapped(path: Path):
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
+def test_the_tensors_of_a_file_written_by_torch_are_exactly_its_records():
+    assert storages_fit_records(_mapped(POSE_CKPT), verify_zip(POSE_CKPT))
+
+
+def test_a_record_shorter_than_its_tensor_does_not_fit(tmp_path):
+    big = _largest_record(POSE_CKPT)
+    short = _rezip(POSE_CKPT, tmp_path / "short.pth", lambda n, d: d[:-16] if n == big else d)
+    records = verify_zip(short)  # the archive itself is sound: its checksums match the shortened record
+    assert not storages_fit_records(_mapped(short), records)
+
+
+def test_a_repacked_zip_gives_the_same_weights(tmp_path):
+    repacked = _rezip(POSE_CKPT, tmp_path / "repacked.pth", lambda name, data: data)  # no 64-byte alignment
+    original = read_checkpoint(POSE_CKPT).state_dict
+    loaded = read_checkpoint(repacked).state_dict
+    assert original.keys() == loaded.keys()
+    assert all(torch.equal(original[k], loaded[k]) for k in original)
+
+
+def test_a_file_of_another_kind_is_refused_before_it_is_hashed(tmp_path, monkeypatch):
+    from hrnet_backbones.convert import load
+
+    def no_hashing(*args, **kwargs):
+        raise AssertionError("hashed")
+
+    monkeypatch.setattr(load, "sha256_file", no_hashing)
+    (tmp_path / "page.pth").write_text("<!DOCTYPE html><html>Not Found</html>")
+    with pytest.raises(CheckpointError, match=r"not a PyTorch checkpoint \(HTML or XML text"):
+        read_checkpoint(tmp_path / "page.pth")
