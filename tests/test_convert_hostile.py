@@ -9,6 +9,7 @@ command line and a pattern the one line must match.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -16,9 +17,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import timm
 import torch
 from fixture_data import OFFICIAL
+from safetensors.torch import save_file
 
+from hrnet_backbones import tiny_config
 from hrnet_backbones.cli import main
 from hrnet_backbones.convert import CheckpointError, read_checkpoint
 from hrnet_backbones.convert.load import storages_fit_records, verify_zip
@@ -215,41 +219,6 @@ CASES = [
 ]
 
 
-def _snapshot(root: Path) -> dict[str, str]:
-    """Every path under ``root`` with what it is: a link's target, a file's digest, or 'dir'."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            rel = str(path.relative_to(root))
-            if path.is_symlink():
-                out[rel] = "-> " + os.readlink(path)
-            elif path.is_dir():
-                out[rel] = "dir"
-            elif path.stat().st_size > 2**26:  # the sparse 8 GB file: its size and time stand for it
-                out[rel] = f"{path.stat().st_size} bytes, {path.stat().st_mtime_ns}"
-            else:
-                out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
-
-
-@pytest.mark.parametrize("make", CASES, ids=lambda f: f.__name__)
-def test_hostile_input_gives_one_line_and_changes_nothing(make, converted, tmp_path, monkeypatch, capsys):
-    (tmp_path / "cwd").mkdir()
-    monkeypatch.chdir(tmp_path / "cwd")
-    argv, message = make(tmp_path, converted)
-    before = _snapshot(tmp_path)
-    rc = main(argv)
-    captured = capsys.readouterr()
-    err = captured.err
-    assert rc == 2, captured.out + err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    assert err.startswith(f"hrnet-backbones {argv[0]}: error: "), err
-    assert re.search(message, err), err
-    assert _snapshot(tmp_path) == before
-    assert not (tmp_path / "MARKER").exists()
-
-
 # ------------------------------------------------------------------------------------ what the checks let pass
 def _mapped(path: Path):
     return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -284,3 +253,135 @@ def test_a_file_of_another_kind_is_refused_before_it_is_hashed(tmp_path, monkeyp
     (tmp_path / "page.pth").write_text("<!DOCTYPE html><html>Not Found</html>")
     with pytest.raises(CheckpointError, match=r"not a PyTorch checkpoint \(HTML or XML text"):
         read_checkpoint(tmp_path / "page.pth")
+
+
+# ------------------------------------------------------------------------- push of a damaged folder (3, 7)
+def _damaged_copy(tmp: Path, converted: Path, edit) -> Path:
+    folder = tmp / "model"
+    shutil.copytree(converted, folder)
+    edit(folder)
+    return folder
+
+
+def _edit_config(change):
+    def edit(folder: Path) -> None:
+        config = json.loads((folder / "config.json").read_text())
+        change(config)
+        (folder / "config.json").write_text(json.dumps(config))
+
+    return edit
+
+
+def _truncate_weights(folder: Path) -> None:
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+
+
+def _other_width(folder: Path) -> None:
+    arch = tiny_config().to_dict()
+    for stage in ("stage2", "stage3", "stage4"):
+        arch[stage]["num_channels"] = [2 * c for c in arch[stage]["num_channels"]]  # W8 instead of W4
+    model = timm.create_model("hrnet_w18", arch=arch, head="pose", num_classes=17, multi_scale_last=False)
+    save_file(model.state_dict(), str(folder / "model.safetensors"))
+
+
+def _set_stage2(config):
+    config["model_args"]["arch"]["stage2"] = "BASIC"
+
+
+def _set_num_blocks(config):
+    config["model_args"]["arch"]["stage3"]["num_blocks"] = "222"
+
+
+def _set_num_classes(config):
+    config["model_args"]["num_classes"] = "17"
+
+
+def _drop_model_args(config):
+    config["model_args"] = [1]
+
+
+PUSH_DAMAGE = {
+    "truncated_weights": (_truncate_weights, r"model\.safetensors is damaged or not a safetensors file"),
+    "empty_weights": (
+        lambda f: (f / "model.safetensors").write_bytes(b""),
+        r"model\.safetensors is damaged or not a safetensors file",
+    ),
+    "pickle_as_weights": (
+        lambda f: shutil.copyfile(POSE_CKPT, f / "model.safetensors"),
+        r"model\.safetensors is damaged or not a safetensors file",
+    ),
+    "weights_of_another_layout": (_other_width, r"does not fit the hrnet_w18 that config\.json describes"),
+    "stage_as_a_string": (_edit_config(_set_stage2), r"cannot be built.*field stage2 must be a dict"),
+    "num_blocks_as_a_string": (_edit_config(_set_num_blocks), r"field stage3\.num_blocks must be a list"),
+    "num_classes_as_a_string": (
+        _edit_config(_set_num_classes),
+        r"num_classes must be a non-negative integer",
+    ),
+    "model_args_not_an_object": (_edit_config(_drop_model_args), r"has no model_args object \(got list\)"),
+    "binary_config": (
+        lambda f: (f / "config.json").write_bytes(b"\x80\x02}q\x00."),
+        r"config\.json is not text|config\.json is not valid JSON",
+    ),
+}
+
+
+def _push_case(name: str):
+    edit, message = PUSH_DAMAGE[name]
+
+    def case(tmp: Path, converted: Path):
+        folder = _damaged_copy(tmp, converted, edit)
+        return ["push", str(folder), "--repo-id", "org/model", "--dry-run"], message
+
+    case.__name__ = f"push_{name}"
+    return case
+
+
+CASES += [_push_case(name) for name in PUSH_DAMAGE]
+
+
+def test_timm_names_a_truncated_weights_file(converted, tmp_path):
+    folder = _damaged_copy(tmp_path, converted, _truncate_weights)
+    with pytest.raises(ValueError, match=rf"{folder}/model\.safetensors is truncated or damaged .*convert"):
+        timm.create_model(f"local-dir:{folder}", pretrained=True)
+
+
+def test_timm_names_a_wrongly_typed_config_field(converted, tmp_path):
+    folder = _damaged_copy(tmp_path, converted, _edit_config(_set_num_blocks))
+    with pytest.raises(ValueError, match=r"field stage3\.num_blocks must be a list of positive integers"):
+        timm.create_model(f"local-dir:{folder}", pretrained=True)
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    """Every path under ``root`` with what it is: a link's target, a file's digest, or 'dir'."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            rel = str(path.relative_to(root))
+            if path.is_symlink():
+                out[rel] = "-> " + os.readlink(path)
+            elif path.is_dir():
+                out[rel] = "dir"
+            elif path.stat().st_size > 2**26:  # the sparse 8 GB file: its size and time stand for it
+                out[rel] = f"{path.stat().st_size} bytes, {path.stat().st_mtime_ns}"
+            else:
+                out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.mark.parametrize("make", CASES, ids=lambda f: f.__name__)
+def test_hostile_input_gives_one_line_and_changes_nothing(make, converted, tmp_path, monkeypatch, capsys):
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    argv, message = make(tmp_path, converted)
+    before = _snapshot(tmp_path)
+    rc = main(argv)
+    captured = capsys.readouterr()
+    err = captured.err
+    assert rc == 2, captured.out + err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"hrnet-backbones {argv[0]}: error: "), err
+    assert re.search(message, err), err
+    assert _snapshot(tmp_path) == before
+    assert not (tmp_path / "MARKER").exists()

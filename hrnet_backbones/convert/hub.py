@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .writer import FOLDER_FILES
+from .writer import FOLDER_FILES, check_folder
 
 __all__ = ["PushResult", "push_folder", "upload_plan"]
 
@@ -29,31 +29,10 @@ class PushResult:
 
 
 def upload_plan(folder: str | os.PathLike[str]) -> list[tuple[str, int]]:
-    """``(file name, size in bytes)`` of each file a push uploads, after checking that ``folder`` is a converted one."""
-    import timm
-
+    """``(file name, size in bytes)`` of each file a push uploads, once ``folder`` is verified as a converted one
+    (:func:`writer.check_folder`: the weights load and fit the architecture in ``config.json``)."""
     folder = Path(folder)
-    if not folder.exists():
-        raise FileNotFoundError(
-            f"folder not found: {folder}; convert a checkpoint first (hrnet-backbones convert)"
-        )
-    if not folder.is_dir():
-        raise ValueError(f"{folder} is a file; push takes the folder written by `hrnet-backbones convert`")
-    missing = [name for name in FOLDER_FILES if not (folder / name).is_file()]
-    if missing:
-        raise ValueError(
-            f"{folder} is not a converted model folder: {', '.join(missing)} missing; "
-            "convert the checkpoint again with `hrnet-backbones convert`"
-        )
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{folder / 'config.json'} is not valid JSON ({e.msg}); convert again") from None
-    architecture = config.get("architecture") if isinstance(config, dict) else None
-    if not isinstance(architecture, str) or not timm.is_model(architecture):
-        raise ValueError(
-            f"{folder / 'config.json'} names no known timm architecture ({architecture!r}); convert again"
-        )
+    check_folder(folder)
     return [(name, (folder / name).stat().st_size) for name in FOLDER_FILES]
 
 

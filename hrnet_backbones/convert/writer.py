@@ -21,7 +21,7 @@ from ..fileio import atomic_folder
 if TYPE_CHECKING:
     from .converter import Conversion
 
-__all__ = ["FOLDER_FILES", "check_destination", "model_card", "write_folder"]
+__all__ = ["FOLDER_FILES", "check_destination", "check_folder", "model_card", "write_folder"]
 
 #: The files of a converted folder, in upload order.
 FOLDER_FILES = ("config.json", "model.safetensors", "README.md")
@@ -372,3 +372,87 @@ def write_folder(
 def read_folder_config(folder: Path) -> dict[str, Any]:
     """``config.json`` of a converted folder."""
     return json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+
+
+def _config_error(path: Path, what: str) -> ValueError:
+    return ValueError(f"{path} {what}; convert the checkpoint again with `hrnet-backbones convert`")
+
+
+def check_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Verify a converted folder before it is uploaded; returns its ``config.json``.
+
+    All of :data:`FOLDER_FILES` must be there; ``config.json`` must name a registered architecture whose
+    ``model_args`` build (on the meta device, no memory) and give a sound input size; ``model.safetensors`` must
+    be a complete safetensors file (safetensors checks that its header covers the file exactly) whose tensors have
+    exactly the model's keys, shapes and kinds (floating point, integer step counters). Only the headers are read,
+    not the weights. Raises ``FileNotFoundError`` or ``ValueError`` naming the file and what is wrong.
+    """
+    import timm
+    from safetensors import SafetensorError, safe_open
+
+    from ..complexity import meta_model
+
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(
+            f"folder not found: {folder}; convert a checkpoint first (hrnet-backbones convert)"
+        )
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is a file; push takes the folder written by `hrnet-backbones convert`")
+    missing = [name for name in FOLDER_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ValueError(
+            f"{folder} is not a converted model folder: {', '.join(missing)} missing; "
+            "convert the checkpoint again with `hrnet-backbones convert`"
+        )
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise _config_error(path, f"is not valid JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError:
+        raise _config_error(path, "is not text (not UTF-8)") from None
+    if not isinstance(config, dict):
+        raise _config_error(path, f"holds a {type(config).__name__}, not a JSON object")
+    architecture = config.get("architecture")
+    if not isinstance(architecture, str) or not timm.is_model(architecture):
+        raise _config_error(path, f"names no known timm architecture ({architecture!r})")
+    model_args, cfg = config.get("model_args"), config.get("pretrained_cfg")
+    for name, value in (("model_args", model_args), ("pretrained_cfg", cfg)):
+        if not isinstance(value, dict):
+            raise _config_error(path, f"has no {name} object (got {type(value).__name__})")
+    size = cfg.get("input_size")
+    if not (
+        isinstance(size, list)
+        and len(size) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 2**15 for v in size)
+    ):
+        raise _config_error(path, f"has no sound pretrained_cfg.input_size [C, H, W] (got {size!r})")
+    try:
+        model = meta_model(architecture, **model_args)
+    except (TypeError, ValueError, KeyError, AttributeError, AssertionError) as e:
+        raise _config_error(
+            path, f"describes a model that cannot be built: {type(e).__name__}: {e}"
+        ) from None
+    weights = folder / "model.safetensors"
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            header = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(
+            f"{weights} is damaged or not a safetensors file ({str(e).strip()}); convert the checkpoint again"
+        ) from None
+    own = model.state_dict()
+    problems = [f"{k} missing" for k in own if k not in header]
+    problems += [f"{k} unexpected" for k in header if k not in own]
+    for k, t in own.items():
+        if k in header and header[k][0] != tuple(t.shape):
+            problems.append(f"{k} is {list(header[k][0])}, the model's {list(t.shape)}")
+        elif k in header and t.is_floating_point() != header[k][1].startswith(("F", "BF")):
+            problems.append(f"{k} is {header[k][1]}")
+    if problems:
+        raise ValueError(
+            f"{weights} does not fit the {architecture} that config.json describes ({len(problems)} problem(s): "
+            f"{'; '.join(problems[:3])}); convert the checkpoint again"
+        )
+    return config
