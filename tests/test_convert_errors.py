@@ -154,7 +154,7 @@ def damaged_safetensors(tmp: Path):
 
 
 def bad_input_size(tmp: Path):
-    return [str(POSE / "checkpoint.pth"), "--input-size", "0", "192"], "--input-size must be two positive"
+    return [str(POSE / "checkpoint.pth"), "--input-size", "0", "192"], "--input-size must be two integers from 1 to"
 
 
 CORPUS = [

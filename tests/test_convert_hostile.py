@@ -196,6 +196,135 @@ def a_git_lfs_pointer(tmp: Path, converted: Path):
     return ["convert", str(tmp / "lfs.pth"), "--out", str(tmp / "out")], r"a Git LFS pointer.*git lfs pull"
 
 
+# ------------------------------------------------------------------- weights, metadata and flags (4, 5, 6, 8)
+def _pose_sd() -> dict[str, torch.Tensor]:
+    return dict(torch.load(POSE_CKPT, map_location="cpu", weights_only=True))
+
+
+def _save(path: Path, obj) -> Path:
+    torch.save(obj, path)
+    return path
+
+
+def _convert(path: Path, tmp: Path, *more: str) -> list[str]:
+    return ["convert", str(path), "--out", str(tmp / "out"), *more]
+
+
+def integer_weights(tmp: Path, converted: Path):
+    sd = _pose_sd()
+    sd["conv1.weight"] = sd["conv1.weight"].round().to(torch.int64)
+    args = _convert(_save(tmp / "int.pth", sd), tmp)
+    return (
+        args,
+        r"conv1\.weight holds int64 values, but weights must be floating point.*original floating-point",
+    )
+
+
+def complex_weights(tmp: Path, converted: Path):
+    sd = _pose_sd()
+    sd["stage2.0.branches.0.0.conv1.weight"] = sd["stage2.0.branches.0.0.conv1.weight"].to(torch.complex64)
+    return _convert(
+        _save(tmp / "complex.pth", sd), tmp
+    ), r"holds complex64 values, but weights must be floating"
+
+
+def a_sparse_tensor(tmp: Path, converted: Path):
+    sd = _pose_sd()
+    sd["conv1.weight"] = sd["conv1.weight"].to_sparse()
+    return _convert(_save(tmp / "sparse.pth", sd), tmp), r"'conv1\.weight' is a sparse_coo tensor.*to_dense"
+
+
+def safetensors_header_longer_than_the_file(tmp: Path, converted: Path):
+    (tmp / "big.safetensors").write_bytes((2**40).to_bytes(8, "little") + b'{"a": 1}')
+    return _convert(tmp / "big.safetensors", tmp), r"big\.safetensors is a damaged safetensors file"
+
+
+def keypoint_names_with_mixed_keys(tmp: Path, converted: Path):
+    meta = {"dataset_meta": {"keypoint_id2name": {0: "nose", "left": "eye"}}}
+    args = _convert(_save(tmp / "meta.pth", {"meta": meta, "state_dict": _pose_sd()}), tmp)
+    return args, r"the file's meta\['dataset_meta'\]\['keypoint_id2name'\] is unusable .*pass --dataset"
+
+
+def flip_indices_not_numbers(tmp: Path, converted: Path):
+    meta = {"dataset_meta": {"flip_indices": ["a", "b"]}}
+    args = _convert(_save(tmp / "meta.pth", {"meta": meta, "state_dict": _pose_sd()}), tmp)
+    return args, r"meta\['dataset_meta'\]\['flip_indices'\] is unusable \(ValueError"
+
+
+def skeleton_of_triples(tmp: Path, converted: Path):
+    meta = {"dataset_meta": {"skeleton_links": [[0, 1, 2]]}}
+    args = _convert(_save(tmp / "meta.pth", {"meta": meta, "state_dict": _pose_sd()}), tmp)
+    return args, r"meta\['dataset_meta'\]\['skeleton_links'\] is unusable"
+
+
+def class_names_as_an_int(tmp: Path, converted: Path):
+    sd = torch.load(OFFICIAL / "tiny" / "seg" / "checkpoint.pth", map_location="cpu", weights_only=True)
+    args = _convert(_save(tmp / "seg.pth", {"meta": {"CLASSES": 19}, "state_dict": sd}), tmp)
+    return (
+        args,
+        r"the file's meta\['CLASSES'\] is unusable \(TypeError: a list of class names was expected, got int",
+    )
+
+
+def codec_without_pixels(tmp: Path, converted: Path):
+    cfg = "codec = dict(type='MSRAHeatmap', input_size=(0, 0), heatmap_size=(0, 0), sigma=2)"
+    args = _convert(_save(tmp / "meta.pth", {"meta": {"cfg": cfg}, "state_dict": _pose_sd()}), tmp)
+    return args, r"meta\['cfg'\] codec input_size is unusable .*outside 1\.\.16384"
+
+
+def arch_json_with_wrong_types(tmp: Path, converted: Path):
+    arch = '{"stage2": 5, "stage3": {}, "stage4": {}}'
+    return _convert(
+        POSE_CKPT, tmp, "--arch", arch
+    ), r"--arch is not a valid HRNet config: HRNet config field stage2"
+
+
+def arch_binary_file(tmp: Path, converted: Path):
+    (tmp / "arch.json").write_bytes(b"\x80\x02\xff\xfe")
+    args = _convert(POSE_CKPT, tmp, "--arch", str(tmp / "arch.json"))
+    return args, r"--arch file .*arch\.json is not JSON text \(binary data\)"
+
+
+def arch_folder(tmp: Path, converted: Path):
+    (tmp / "archdir").mkdir()
+    return _convert(POSE_CKPT, tmp, "--arch", str(tmp / "archdir")), r"--arch .*archdir is a folder"
+
+
+def input_size_beyond_reason(tmp: Path, converted: Path):
+    args = _convert(POSE_CKPT, tmp, "--input-size", "1000000000", "1000000000")
+    return args, r"--input-size must be two integers from 1 to 16384"
+
+
+def symlink_loop(tmp: Path, converted: Path):
+    (tmp / "a.pth").symlink_to(tmp / "b.pth")
+    (tmp / "b.pth").symlink_to(tmp / "a.pth")
+    return _convert(tmp / "a.pth", tmp), r"a\.pth is a loop of symbolic links"
+
+
+def dangling_symlink_input(tmp: Path, converted: Path):
+    (tmp / "link.pth").symlink_to(tmp / "gone.pth")
+    return _convert(tmp / "link.pth", tmp), r"link\.pth is a symbolic link to a missing file"
+
+
+def a_named_pipe(tmp: Path, converted: Path):
+    os.mkfifo(tmp / "pipe.pth")  # reading it would wait forever
+    return _convert(tmp / "pipe.pth", tmp), r"pipe\.pth is not a regular file"
+
+
+def newline_in_the_file_name(tmp: Path, converted: Path):
+    (tmp / "bad\nname.pth").write_bytes(b"<html>")
+    return _convert(tmp / "bad\nname.pth", tmp), r"bad\\nname\.pth is not a PyTorch checkpoint"
+
+
+def repo_id_with_code(tmp: Path, converted: Path):
+    args = _convert(POSE_CKPT, tmp, "--repo-id", 'org/m", pretrained=True)\nimport os; os.system("id")#')
+    return args, r"invalid --repo-id .*give ORG/NAME"
+
+
+def repo_id_with_three_parts(tmp: Path, converted: Path):
+    return _convert(POSE_CKPT, tmp, "--repo-id", "a/b/c"), r"invalid --repo-id 'a/b/c'|must be ORG/NAME"
+
+
 CASES = [
     force_into_the_inputs_folder,
     force_into_the_inputs_folder_by_a_relative_path,
@@ -216,6 +345,25 @@ CASES = [
     a_png_image,
     eight_gigabytes_of_zeros,
     a_git_lfs_pointer,
+    integer_weights,
+    complex_weights,
+    a_sparse_tensor,
+    safetensors_header_longer_than_the_file,
+    keypoint_names_with_mixed_keys,
+    flip_indices_not_numbers,
+    skeleton_of_triples,
+    class_names_as_an_int,
+    codec_without_pixels,
+    arch_json_with_wrong_types,
+    arch_binary_file,
+    arch_folder,
+    input_size_beyond_reason,
+    symlink_loop,
+    dangling_symlink_input,
+    a_named_pipe,
+    newline_in_the_file_name,
+    repo_id_with_code,
+    repo_id_with_three_parts,
 ]
 
 
@@ -363,6 +511,8 @@ def _snapshot(root: Path) -> dict[str, str]:
                 out[rel] = "-> " + os.readlink(path)
             elif path.is_dir():
                 out[rel] = "dir"
+            elif not path.is_file():  # a named pipe: reading it would wait for a writer
+                out[rel] = "special"
             elif path.stat().st_size > 2**26:  # the sparse 8 GB file: its size and time stand for it
                 out[rel] = f"{path.stat().st_size} bytes, {path.stat().st_mtime_ns}"
             else:
@@ -385,3 +535,29 @@ def test_hostile_input_gives_one_line_and_changes_nothing(make, converted, tmp_p
     assert re.search(message, err), err
     assert _snapshot(tmp_path) == before
     assert not (tmp_path / "MARKER").exists()
+
+
+def test_a_full_disk_while_writing_the_weights_is_one_line(tmp_path, monkeypatch, capsys):
+    from safetensors import SafetensorError
+
+    from hrnet_backbones.convert import writer
+
+    def full_disk(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(writer, "save_file", full_disk)
+    assert main(["convert", str(POSE_CKPT), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write model.safetensors: " in err and "No space left" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_non_finite_weights_convert_with_a_warning(tmp_path):
+    from hrnet_backbones.convert import convert_state_dict
+
+    sd = dict(torch.load(POSE_CKPT, map_location="cpu", weights_only=True))
+    sd["conv1.weight"] = sd["conv1.weight"].clone()
+    sd["conv1.weight"][0, 0, 0, 0] = float("nan")
+    notes = convert_state_dict(sd).notes
+    assert any(n.startswith("warning: 1 tensor(s) hold NaN or infinite values (conv1.weight)") for n in notes)
+    assert not any("hold NaN" in n for n in convert_state_dict(_pose_sd()).notes)

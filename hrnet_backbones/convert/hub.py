@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .writer import FOLDER_FILES, check_folder
 
-__all__ = ["PushResult", "push_folder", "upload_plan"]
+__all__ = ["PushResult", "check_repo_id", "push_folder", "upload_plan"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,24 @@ class PushResult:
     files: tuple[tuple[str, int], ...]
     dry_run: bool
     commit_url: str | None = None
+
+
+def check_repo_id(repo_id: str) -> None:
+    """Refuse a repository id that is not ``ORG/NAME`` as the Hub spells them (``huggingface_hub``'s own check).
+
+    The id ends up in the model card's usage code, so nothing else (a newline, quotes, code) may pass.
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        first = str(e).strip().splitlines()[0]
+        raise ValueError(
+            f"invalid --repo-id {repo_id!r}: {first}; give ORG/NAME, e.g. my-org/hrnet_w32"
+        ) from None
+    if repo_id.count("/") != 1:
+        raise ValueError(f"--repo-id must be ORG/NAME (or USER/NAME), got {repo_id!r}")
 
 
 def upload_plan(folder: str | os.PathLike[str]) -> list[tuple[str, int]]:
@@ -59,14 +77,8 @@ def push_folder(
     """
     from huggingface_hub import HfApi, get_token
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as e:
-        raise ValueError(f"invalid --repo-id {repo_id!r}: {str(e).splitlines()[0]}") from None
-    if "/" not in repo_id:
-        raise ValueError(f"--repo-id must be ORG/NAME (or USER/NAME), got {repo_id!r}")
+    check_repo_id(repo_id)
     files = upload_plan(folder)
     branch = revision or "main"
     if dry_run:

@@ -9,6 +9,7 @@ is refused before it is called. ``.safetensors`` files are read with ``safetenso
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import pickle
@@ -120,10 +121,25 @@ def sha256_file(path: Path, progress: bool | None = None) -> str:
 
 def _check_file(path: Path) -> None:
     if not path.exists():
+        if path.is_symlink():
+            try:
+                os.stat(path)
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    raise CheckpointError(
+                        f"{path} is a loop of symbolic links that never reaches a file; point it at the checkpoint"
+                    ) from None
+            raise CheckpointError(
+                f"{path} is a symbolic link to a missing file ({os.readlink(path)}); point it at the checkpoint"
+            )
         raise FileNotFoundError(f"checkpoint not found: {path}; check the path")
     if path.is_dir():
         raise CheckpointError(
             f"{path} is a directory; expected a checkpoint file (.pth, .pt, .pth.tar, .bin or .safetensors)"
+        )
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path} is not a regular file (a device, pipe or socket); give a checkpoint file"
         )
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes); the download or copy was probably interrupted")
@@ -183,7 +199,7 @@ def _sniff(path: Path) -> str:
 def _storages(obj: Any, depth: int = 0) -> list[torch.UntypedStorage]:
     """The storages of every tensor in a loaded checkpoint (containers searched a few levels deep)."""
     if isinstance(obj, torch.Tensor):
-        return [obj.untyped_storage()]
+        return [obj.untyped_storage()] if obj.layout == torch.strided else []  # sparse tensors have none
     if depth > 6:
         return []
     values = obj.values() if isinstance(obj, Mapping) else obj if isinstance(obj, list | tuple) else ()
@@ -286,8 +302,9 @@ def _explain_unpickling_error(path: Path, err: Exception) -> CheckpointError:
 def _torch_load(path: Path, map_location: str = "cpu", mmap: bool = False) -> Any:
     try:
         with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS), warnings.catch_warnings():
-            # a plain-pickle file makes torch warn before it fails; the failure alone is reported, as one line
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            # torch warns about what it is reading (a plain pickle before it fails, sparse tensors it validates);
+            # what matters is reported by the converter itself, as one line
+            warnings.simplefilter("ignore")
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise _explain_unpickling_error(path, e) from None
@@ -370,6 +387,13 @@ def unwrap_state_dict(
         raise CheckpointError(
             f"{name} is not a state dict: {len(not_tensors)} of its {len(obj)} entries are not tensors ({shown}); "
             "expected parameter names mapped to tensors, optionally under 'state_dict' or 'model'"
+        )
+    not_dense = [k for k, v in obj.items() if v.layout != torch.strided or v.is_quantized]
+    if not_dense:
+        raise CheckpointError(
+            f"{name}: {not_dense[0]!r} is a {str(obj[not_dense[0]].layout).removeprefix('torch.')}"
+            f"{' quantised' if obj[not_dense[0]].is_quantized else ''} tensor; HRNet weights are dense floating-point "
+            "tensors: convert the original checkpoint (or save it with .to_dense() / .dequantize())"
         )
     state_dict = {str(k): v for k, v in obj.items()}
     if any(k.startswith("module.") for k in state_dict):
