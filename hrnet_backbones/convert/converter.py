@@ -406,6 +406,29 @@ def _label_names(labels: Any, where: str) -> list[str] | None:
     return [str(c) for c in labels]
 
 
+def _release_disagrees(
+    release: known.Release,
+    filename: str,
+    task: str,
+    width: int | None,
+    num_outputs: int | None,
+    size: tuple[int, int] | None,
+) -> str:
+    """Why the tensors (or the stated input size) contradict the released file ``filename`` is; "" if they do not."""
+    named = release.width_for(filename)
+    if width is not None and named is not None and named != width:
+        return f"its tensors are W{width}, not W{named}"
+    ds = known.dataset_for(task, release.dataset)
+    if ds is not None and task != "detection" and num_outputs is not None and ds.num_outputs != num_outputs:
+        return f"its head has {num_outputs} outputs, not the {ds.num_outputs} of {ds.title}"
+    if size is not None and release.input_size is not None and tuple(size) != tuple(release.input_size):
+        return (
+            f"it was trained at {size[0]}x{size[1]}, not the release's {release.input_size[0]}x"
+            f"{release.input_size[1]}"
+        )
+    return ""
+
+
 def _pretrained_cfg(
     layout: Layout,
     architecture: str,
@@ -415,21 +438,39 @@ def _pretrained_cfg(
     source_sha256: str | None,
     dataset: str | None,
     input_size: tuple[int, int] | None,
+    width: int | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """timm's ``pretrained_cfg`` plus this package's task metadata, from flags, the file's meta and known facts.
 
     Each fact comes from the first source that has it: the explicit argument; the file's own metadata (OpenMMLab
     ``meta``: dataset metadata, codec, crop size) or the table of released files; the file name; the dataset's
-    defaults. The dataset must have as many outputs as the head.
+    defaults. The dataset must have as many outputs as the head. A released file's entry (dataset, input size,
+    published metrics) applies only when the tensors agree with it: the width (``width``, read from the tensors),
+    the number of outputs and, where the file or the flags give it, the input size.
     """
     task, family = layout.task, layout.family
     notes: list[str] = []
     num_outputs = head_args.get("num_classes")
     filename = source_name or ""
-    release = known.find_release(filename, family) if filename else None
     dataset_meta = meta.get("dataset_meta") if isinstance(meta.get("dataset_meta"), dict) else {}
     cfg_text = meta.get("cfg") or meta.get("config") or ""
     cfg_text = cfg_text if isinstance(cfg_text, str) else ""
+    codec = _codec_from_mm_cfg(cfg_text) if task == "pose" else {}
+    size = input_size
+    if size is None and codec.get("input_size"):
+        w, h = codec["input_size"]
+        size = _size_from_meta((h, w), "meta['cfg'] codec input_size")
+    if size is None and task == "segmentation" and cfg_text:
+        size = _size_from_meta(_crop_from_mm_cfg(cfg_text), "meta['cfg'] crop_size")
+    release = known.find_release(filename, family) if filename else None
+    if release is not None:
+        why = _release_disagrees(release, filename, task, width, num_outputs, size)
+        if why:
+            notes.append(
+                f"the file is named like the released {filename}, but {why}; the release's dataset, input size and "
+                "published metrics were not recorded"
+            )
+            release = None
 
     ds_name = dataset or (release.dataset if release else None)
     if ds_name is None and isinstance(dataset_meta.get("dataset_name"), str):
@@ -451,13 +492,6 @@ def _pretrained_cfg(
     if ds is None and task not in ("backbone",):
         notes.append(f"dataset unknown ({num_outputs} outputs); pass --dataset to record it")
 
-    codec = _codec_from_mm_cfg(cfg_text) if task == "pose" else {}
-    size = input_size
-    if size is None and codec.get("input_size"):
-        w, h = codec["input_size"]
-        size = _size_from_meta((h, w), "meta['cfg'] codec input_size")
-    if size is None and task == "segmentation" and cfg_text:
-        size = _size_from_meta(_crop_from_mm_cfg(cfg_text), "meta['cfg'] crop_size")
     if size is None and release is not None:
         size = release.input_size
     if size is None and filename:
@@ -604,7 +638,7 @@ def convert_state_dict(
     model_args = {"arch": inferred.to_dict(), **head_args}
     ordered, bn_added, model = _check_against_model(architecture, model_args, sd)
     pretrained_cfg, notes = _pretrained_cfg(
-        layout, architecture, head_args, meta, source_name, source_sha256, dataset, input_size
+        layout, architecture, head_args, meta, source_name, source_sha256, dataset, input_size, inferred.width
     )
     if name_note:
         notes.insert(0, name_note)
