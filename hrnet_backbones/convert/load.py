@@ -234,7 +234,16 @@ def verify_zip(path: str | os.PathLike[str]) -> dict[int, tuple[str, int]]:
                     raise zipfile.BadZipFile(f"bad local header for {info.filename}")
                 start = info.header_offset + 30 + int.from_bytes(local[26:28], "little")
                 records[start + int.from_bytes(local[28:30], "little")] = (info.filename, info.file_size)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as e:
+    except (
+        zipfile.BadZipFile,
+        EOFError,
+        OSError,
+        ValueError,
+        zlib.error,
+        NotImplementedError,
+        RuntimeError,
+    ) as e:
+        # RuntimeError: a record marked encrypted; NotImplementedError: an unknown compression method
         raise CheckpointError(
             f"{path.name} is truncated or corrupt (its zip archive cannot be read: {_first_line(e)}); download or "
             "copy it again"
