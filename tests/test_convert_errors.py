@@ -154,7 +154,12 @@ def damaged_safetensors(tmp: Path):
 
 
 def bad_input_size(tmp: Path):
-    return [str(POSE / "checkpoint.pth"), "--input-size", "0", "192"], "--input-size must be two integers from 1 to"
+    return [
+        str(POSE / "checkpoint.pth"),
+        "--input-size",
+        "0",
+        "192",
+    ], "--input-size must be two integers from 1 to"
 
 
 CORPUS = [

@@ -316,6 +316,26 @@ def newline_in_the_file_name(tmp: Path, converted: Path):
     return _convert(tmp / "bad\nname.pth", tmp), r"bad\\nname\.pth is not a PyTorch checkpoint"
 
 
+def spliced_widths(tmp: Path, converted: Path):
+    sd = _pose_sd()
+    arch = tiny_config().to_dict()
+    for stage in ("stage2", "stage3", "stage4"):
+        arch[stage]["num_channels"] = [2 * c for c in arch[stage]["num_channels"]]
+    w8 = timm.create_model("hrnet_w18", arch=arch, head="none", multi_scale_last=False).state_dict()
+    sd.update({k: v for k, v in w8.items() if k.startswith("stage3.1.") and k in sd})
+    args = _convert(_save(tmp / "spliced.pth", sd), tmp)
+    return args, r"the tensors do not form one network: .*spliced from checkpoints of different widths"
+
+
+def a_dropped_module(tmp: Path, converted: Path):
+    sd = {k: v for k, v in _pose_sd().items() if not k.startswith("stage3.0.")}
+    args = _convert(_save(tmp / "dropped.pth", sd), tmp)
+    return (
+        args,
+        r"stage3 modules are numbered \[1\]: number\(s\) \[0\] are missing, so the file lacks whole modules",
+    )
+
+
 def repo_id_with_code(tmp: Path, converted: Path):
     args = _convert(POSE_CKPT, tmp, "--repo-id", 'org/m", pretrained=True)\nimport os; os.system("id")#')
     return args, r"invalid --repo-id .*give ORG/NAME"
@@ -362,6 +382,8 @@ CASES = [
     dangling_symlink_input,
     a_named_pipe,
     newline_in_the_file_name,
+    spliced_widths,
+    a_dropped_module,
     repo_id_with_code,
     repo_id_with_three_parts,
 ]

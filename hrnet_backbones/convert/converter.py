@@ -271,6 +271,14 @@ def _check_against_model(
     except (TypeError, ValueError) as e:
         raise LayoutError(f"the inferred architecture cannot be built: {e}") from None
     own = model.state_dict()
+    wrong = [k for k, v in own.items() if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    if len(wrong) > 1:  # one odd tensor is an edit (reported below); many mean parts of different networks
+        raise LayoutError(
+            f"the tensors do not form one network: {len(wrong)} of them have other shapes than the rest of the file "
+            f"implies for a {architecture} (e.g. {wrong[0]}: {tuple(sd[wrong[0]].shape)}, expected "
+            f"{tuple(own[wrong[0]].shape)}); the file was spliced from checkpoints of different widths or edited: "
+            "convert an original checkpoint"
+        )
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     added = [k for k in missing if k.endswith("num_batches_tracked")]
