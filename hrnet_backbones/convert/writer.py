@@ -108,7 +108,7 @@ def check_destination(folder: Path, force: bool, source: str | os.PathLike[str] 
         for src in (Path(os.path.abspath(source)), Path(os.path.realpath(source))):
             if _within(src, target) or _within(src, Path(os.path.abspath(folder))):
                 raise ValueError(
-                    f"--out {folder} holds the input checkpoint {source}; write the converted folder elsewhere"
+                    f"--out {folder} is or holds the input checkpoint {source}; write the converted folder elsewhere"
                 )
     if os.path.islink(folder) and not folder.exists():
         raise ValueError(
