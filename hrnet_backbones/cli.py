@@ -318,7 +318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return COMMANDS[args.command][2](args)
     except (CLIError, ValueError, OSError) as e:  # OSError: missing files, permissions, a full disk
-        print(f"hrnet-backbones {args.command}: error: {e}", file=sys.stderr)
+        # one line, always: a newline in a file name (or any message) is shown escaped
+        message = str(e).replace("\r", "\\r").replace("\n", "\\n")
+        print(f"hrnet-backbones {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

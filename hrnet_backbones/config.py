@@ -80,15 +80,50 @@ class StageSpec:
         return tuple(c * self.expansion for c in self.num_channels)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> StageSpec:
-        d = {k.lower(): v for k, v in d.items()}
+    def from_dict(cls, d: dict[str, Any], name: str = "stage") -> StageSpec:
+        """A stage from its dict (``to_dict`` form or the official YAML's upper-case keys), every field checked by
+        type: a ``ValueError`` names the first wrong field as ``<name>.<field>``."""
+        if not isinstance(d, dict):
+            raise ValueError(
+                f"HRNet config field {name} must be a dict (num_modules, num_blocks, num_channels, block), got "
+                f"{_shown(d)}"
+            )
+        d = {str(k).lower(): v for k, v in d.items()}
         d.pop("num_branches", None)  # derived; accepted for compatibility with the official YAML layout
         if "block_type" in d:
             d["block"] = d.pop("block_type")
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
-            raise ValueError(f"unknown stage keys {sorted(unknown)}")
+            raise ValueError(f"unknown stage keys {sorted(unknown)} in {name}")
+        missing = [f for f in ("num_modules", "num_blocks", "num_channels") if f not in d]
+        if missing:
+            raise ValueError(f"HRNet config field {name} lacks {', '.join(missing)}")
+        _check_int(d["num_modules"], f"{name}.num_modules")
+        for field_name in ("num_blocks", "num_channels"):
+            value = d[field_name]
+            if not isinstance(value, list | tuple) or not value:
+                raise ValueError(
+                    f"HRNet config field {name}.{field_name} must be a list of positive integers (one per branch), "
+                    f"got {_shown(value)}"
+                )
+            for i, v in enumerate(value):
+                _check_int(v, f"{name}.{field_name}[{i}]")
+        for field_name in ("block", "fuse_method"):
+            if field_name in d and not isinstance(d[field_name], str):
+                raise ValueError(
+                    f"HRNet config field {name}.{field_name} must be a string, got {_shown(d[field_name])}"
+                )
         return cls(**d)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _check_int(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"HRNet config field {name} must be a positive integer, got {_shown(value)}")
 
 
 def _stage(num_modules: int, block: str, blocks: int, channels: tuple[int, ...]) -> StageSpec:
@@ -117,7 +152,7 @@ class HRNetConfig:
         for name in ("stage1", "stage2", "stage3", "stage4"):
             spec = getattr(self, name)
             if isinstance(spec, dict):
-                object.__setattr__(self, name, StageSpec.from_dict(spec))
+                object.__setattr__(self, name, StageSpec.from_dict(spec, name))
         if self.stage1.num_branches != 1:
             raise ValueError(f"stage1 has exactly one branch, got {self.stage1.num_branches}")
         for s, name in enumerate(("stage2", "stage3", "stage4"), start=2):
@@ -156,15 +191,35 @@ class HRNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> HRNetConfig:
+        """A config from its dict (``to_dict`` form, as in ``config.json``'s ``model_args["arch"]``).
+
+        Every field is checked by type before anything is built; a ``ValueError`` names the first wrong field
+        (``stage2.num_blocks[1]``, ``align_corners``) and what it must be.
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"an HRNet config must be a dict of its fields, got {_shown(d)}")
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(
                 f"unknown HRNet config keys {sorted(unknown)}; known: {[f.name for f in fields(cls)]}"
             )
+        missing = [name for name in ("stage2", "stage3", "stage4") if name not in d]
+        if missing:
+            raise ValueError(f"the HRNet config lacks {', '.join(missing)}; stage2 to stage4 are required")
         d = dict(d)
         for name in ("stage1", "stage2", "stage3", "stage4"):
-            if isinstance(d.get(name), dict):
-                d[name] = StageSpec.from_dict(d[name])
+            if name in d and not isinstance(d[name], StageSpec):
+                d[name] = StageSpec.from_dict(d[name], name)
+        if "stem_width" in d:
+            _check_int(d["stem_width"], "stem_width")
+        if "fusion_upsample" in d and not isinstance(d["fusion_upsample"], str):
+            raise ValueError(
+                f"HRNet config field fusion_upsample must be one of {FUSION_UPSAMPLE_MODES}, got "
+                f"{_shown(d['fusion_upsample'])}"
+            )
+        for name in ("align_corners", "multi_scale_last"):
+            if name in d and not isinstance(d[name], bool):
+                raise ValueError(f"HRNet config field {name} must be true or false, got {_shown(d[name])}")
         return cls(**d)
 
     @classmethod

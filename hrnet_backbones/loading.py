@@ -16,13 +16,16 @@ V2p neck missing from ImageNet weights.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
 
 from .config import WIDTHS
 
-__all__ = ["TASK_PARTS", "checkpoint_kind", "fit_checkpoint"]
+__all__ = ["TASK_PARTS", "checkpoint_kind", "damaged_weights_named", "fit_checkpoint"]
 
 _logger = logging.getLogger(__name__)
 
@@ -203,3 +206,28 @@ def fit_checkpoint(state_dict: dict, model: nn.Module) -> dict[str, torch.Tensor
         {k: own[k] for k in own if k not in out}
     )  # num_batches_tracked absent from some official files
     return out
+
+
+@contextmanager
+def damaged_weights_named(pretrained_cfg: Any) -> Iterator[None]:
+    """Turn safetensors' error for a damaged weights file into a ``ValueError`` that names the file.
+
+    timm reads ``model.safetensors`` itself (``local-dir:`` folders, ``hf-hub:`` downloads), and a truncated or
+    overwritten file then fails with ``SafetensorError`` and no file name.
+    """
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except SafetensorError as e:
+        cfg = pretrained_cfg if isinstance(pretrained_cfg, dict) else {}
+        if cfg.get("source") == "local-dir" and cfg.get("file"):
+            where, fix = f"{cfg['file']}/model.safetensors", "convert the checkpoint again"
+        elif cfg.get("hf_hub_id"):
+            where, fix = (
+                f"model.safetensors of hf-hub:{cfg['hf_hub_id']}",
+                "download it again (force_download)",
+            )
+        else:
+            where, fix = "the pretrained weights file", "download or convert it again"
+        raise ValueError(f"{where} is truncated or damaged ({str(e).strip()}); {fix}") from None

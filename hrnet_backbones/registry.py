@@ -19,7 +19,7 @@ from timm.models._features import FeatureGetterNet
 from timm.models._pretrained import PretrainedCfg
 
 from .config import WIDTHS, hrnet_config
-from .loading import fit_checkpoint
+from .loading import damaged_weights_named, fit_checkpoint
 from .model import HRNet, HRNetFeatures
 
 __all__ = ["VARIANTS", "default_cfgs", "model_names"]
@@ -103,6 +103,16 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: HRNet) -> d
 
 
 def _create_hrnet(variant: str, pretrained: bool = False, **kwargs: Any) -> HRNet:
+    num_classes = kwargs.get("num_classes")
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0
+    ):  # e.g. a string in a config.json's model_args, which timm passes on as it is
+        raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
+    with damaged_weights_named(kwargs.get("pretrained_cfg")):
+        return _build_hrnet(variant, pretrained, **kwargs)
+
+
+def _build_hrnet(variant: str, pretrained: bool = False, **kwargs: Any) -> HRNet:
     prefix, width = variant.rsplit("_w", 1)
     kwargs.setdefault("arch", hrnet_config(int(width)))
     kwargs.setdefault("representation", VARIANTS[prefix])

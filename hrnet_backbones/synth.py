@@ -46,7 +46,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .cliutil import CLIError
-from .fileio import atomic_folder
+from .fileio import atomic_folder, check_output_folder, only_these_entries
 from .keypoints.datasets import COCO_KEYPOINTS, KeypointLayout, UnknownLayoutError, get_layout
 
 __all__ = [
@@ -86,6 +86,18 @@ class SynthPaths:
 
 
 # ================================================================================================ shared parts
+def _is_synth_folder(folder: Path) -> tuple[bool, str]:
+    ours, why = only_these_entries(folder, ("images", "annotations", "synth.json"), "synth")
+    if ours and not (folder / "synth.json").is_file():
+        return False, "it has no synth.json"
+    return ours, why
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """Before any drawing: never the current folder, never a folder synth did not write (even with --force)."""
+    check_output_folder(out, force, command="synth", is_ours=_is_synth_folder)
+
+
 def _check_common(images: int, seed: int, val_fraction: float, image_size: Sequence[int]) -> tuple[int, int]:
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:
         raise ValueError(f"--images must be a positive integer, got {images!r}")
@@ -705,7 +717,8 @@ def make_pose_dataset(
     h, w = _image_size(image_size)
     out = Path(out)
     counts: dict[str, dict[str, int]] = {}
-    with atomic_folder(out, force) as tmp:
+    _check_out(out, force)
+    with atomic_folder(out, replace=force) as tmp:
         image_id, ann_id = 1, 1
         for split, count in (("train", n_train), ("val", n_val)):
             (tmp / "images" / split).mkdir(parents=True)
@@ -1235,7 +1248,8 @@ def make_face_dataset(
     k = lay.num_keypoints
     header = ["image_name", "scale"] + (["box_size"] if lay.name == "aflw" else []) + ["center_w", "center_h"]
     header += [c for i in range(k) for c in (f"original_{i}_x", f"original_{i}_y")]
-    with atomic_folder(out, force) as tmp:
+    _check_out(out, force)
+    with atomic_folder(out, replace=force) as tmp:
         (tmp / "annotations").mkdir()
         image_id = 1
         for split, count in (("train", n_train), ("val", n_val)):

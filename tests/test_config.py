@@ -82,3 +82,56 @@ def test_invalid_stage_specs_are_refused(kwargs, match):
 def test_unknown_dict_keys_are_refused():
     with pytest.raises(ValueError, match="unknown HRNet config keys"):
         HRNetConfig.from_dict({**tiny_config().to_dict(), "stage5": {}})
+
+
+def _with(path: str, value):
+    """tiny_config's dict with the field at ``path`` (``stage2.num_blocks``) set to ``value``."""
+    d = tiny_config().to_dict()
+    *parents, last = path.split(".")
+    target = d
+    for p in parents:
+        target = target[p]
+    target[last] = value
+    return d
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("stage2", "BASIC", r"field stage2 must be a dict .*got str 'BASIC'"),
+        ("stage3", None, r"field stage3 must be a dict"),
+        (
+            "stage2.num_blocks",
+            "22",
+            r"field stage2.num_blocks must be a list of positive integers.*got str '22'",
+        ),
+        (
+            "stage4.num_channels",
+            [4, 8, "16", 32],
+            r"field stage4.num_channels\[2\] must be a positive integer",
+        ),
+        ("stage3.num_channels", [4, 8, 16.5], r"field stage3.num_channels\[2\] must be a positive integer"),
+        ("stage2.num_modules", True, r"field stage2.num_modules must be a positive integer, got bool True"),
+        ("stage2.num_modules", 0, r"field stage2.num_modules must be a positive integer, got int 0"),
+        ("stage2.block", 1, r"field stage2.block must be a string"),
+        ("stem_width", "64", r"field stem_width must be a positive integer"),
+        ("align_corners", "false", r"field align_corners must be true or false, got str 'false'"),
+        ("multi_scale_last", 1, r"field multi_scale_last must be true or false"),
+        ("fusion_upsample", ["nearest"], r"field fusion_upsample must be one of"),
+    ],
+)
+def test_from_dict_names_a_wrongly_typed_field(path, value, message):
+    with pytest.raises(ValueError, match=message):
+        HRNetConfig.from_dict(_with(path, value))
+
+
+def test_from_dict_names_missing_stages_and_refuses_a_non_dict():
+    d = tiny_config().to_dict()
+    del d["stage3"]
+    with pytest.raises(ValueError, match="lacks stage3; stage2 to stage4 are required"):
+        HRNetConfig.from_dict(d)
+    with pytest.raises(ValueError, match="must be a dict of its fields, got list"):
+        HRNetConfig.from_dict([1, 2])
+    del d["stage2"]["num_channels"]
+    with pytest.raises(ValueError, match="field stage2 lacks num_channels"):
+        HRNetConfig.from_dict({**d, "stage3": d["stage2"]})

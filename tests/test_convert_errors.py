@@ -154,7 +154,12 @@ def damaged_safetensors(tmp: Path):
 
 
 def bad_input_size(tmp: Path):
-    return [str(POSE / "checkpoint.pth"), "--input-size", "0", "192"], "--input-size must be two positive"
+    return [
+        str(POSE / "checkpoint.pth"),
+        "--input-size",
+        "0",
+        "192",
+    ], "--input-size must be two integers from 1 to"
 
 
 CORPUS = [
@@ -211,12 +216,13 @@ def test_existing_output_folder_is_kept_without_force(tmp_path, capsys):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
-def test_force_replaces_the_existing_folder(tmp_path, capsys):
+def test_force_replaces_a_previously_converted_folder(tmp_path, capsys):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "stale.txt").write_text("old")
+    assert main(["convert", str(POSE / "checkpoint.pth"), "--out", str(out)]) == 0
+    (out / "README.md").write_text("an older card")
     assert main(["convert", str(POSE / "checkpoint.pth"), "--out", str(out), "--force"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert (out / "README.md").read_text() != "an older card"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
@@ -238,8 +244,9 @@ def test_a_failure_while_writing_leaves_no_folder_and_keeps_the_old_one(force, t
 
     out = tmp_path / "out"
     if force:
-        out.mkdir()
-        (out / "previous.txt").write_text("old")
+        assert main(["convert", str(POSE / "checkpoint.pth"), "--out", str(out)]) == 0
+        capsys.readouterr()
+        previous = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def broken_card(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -251,7 +258,7 @@ def test_a_failure_while_writing_leaves_no_folder_and_keeps_the_old_one(force, t
     assert err.count("\n") == 1 and "No space left on device" in err
     assert [p.name for p in tmp_path.iterdir()] == (["out"] if force else [])  # no temporary folder either
     if force:
-        assert [p.name for p in out.iterdir()] == ["previous.txt"]
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == previous
 
 
 # ------------------------------------------------------------------------------------------------ safe loading

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import stat
 
 import pytest
 import timm
@@ -21,8 +23,9 @@ from timm.models._hub import load_model_config_from_path
 import hrnet_backbones  # noqa: F401  (registers the models)
 from hrnet_backbones.cli import main
 from hrnet_backbones.complexity import measure, meta_model
-from hrnet_backbones.convert import convert_checkpoint, convert_state_dict, read_checkpoint
+from hrnet_backbones.convert import convert_checkpoint, convert_state_dict, known, read_checkpoint
 from hrnet_backbones.convert.known import keypoint_metadata
+from hrnet_backbones.convert.writer import model_card
 
 POSE = OFFICIAL / "tiny" / "pose"
 SEG = OFFICIAL / "tiny" / "seg"
@@ -101,15 +104,52 @@ def test_pretrained_cfg_metadata_reaches_the_model(pose_folder):
     assert (cfg["task"], cfg["output_stride"], cfg["classifier"]) == ("pose", 4, "head.final_layer")
 
 
-def test_released_file_name_sets_dataset_size_and_metrics(tmp_path):
-    shutil.copy(POSE / "checkpoint.pth", tmp_path / "pose_hrnet_w32_384x288.pth")
-    ckpt = read_checkpoint(tmp_path / "pose_hrnet_w32_384x288.pth")
-    conv = convert_state_dict(ckpt.state_dict, source_name=ckpt.path.name, source_sha256=ckpt.sha256)
+def _convert_named(tmp_path, name: str, **options):
+    shutil.copy(POSE / "checkpoint.pth", tmp_path / name)
+    ckpt = read_checkpoint(tmp_path / name)
+    return convert_state_dict(
+        ckpt.state_dict, source_name=ckpt.path.name, source_sha256=ckpt.sha256, **options
+    )
+
+
+@pytest.fixture
+def w4_release(monkeypatch):
+    """A released W4 pose file in the table (the tiny fixture is W4; the real releases are W32/W48)."""
+    release = known.Release(r"pose_hrnet_w4_384x288\.pth", "pose", "coco", (384, 288), {"COCO AP": 0.5})
+    monkeypatch.setattr(known, "RELEASES", (*known.RELEASES, release))
+
+
+def test_released_file_name_sets_dataset_size_and_metrics(tmp_path, w4_release):
+    conv = _convert_named(tmp_path, "pose_hrnet_w4_384x288.pth")
     cfg = conv.pretrained_cfg
     assert cfg["tag"] == "coco_pose_384x288" and cfg["input_size"] == [3, 384, 288]
-    assert cfg["metrics"] == {"COCO val2017 AP (flip test, person detector AP 56.4)": 0.758}
+    assert cfg["metrics"] == {"COCO AP": 0.5}
     assert cfg["codec"]["sigma"] == 3.0 and cfg["codec"]["heatmap_size"] == [72, 96]
+
+
+def test_a_released_name_on_tensors_of_another_width_brings_no_metrics(tmp_path):
+    conv = _convert_named(tmp_path, "pose_hrnet_w32_384x288.pth")
+    assert "metrics" not in conv.pretrained_cfg
     assert any("file name says W32 but the tensors are W4" in note for note in conv.notes)
+    assert any(
+        "named like the released pose_hrnet_w32_384x288.pth, but its tensors are W4, not W32" in n
+        for n in conv.notes
+    )
+    assert "COCO val2017 AP" not in model_card(conv, complexity=False)
+
+
+def test_a_released_name_at_another_input_size_brings_no_metrics(tmp_path, w4_release):
+    conv = _convert_named(tmp_path, "pose_hrnet_w4_384x288.pth", input_size=(256, 192))
+    assert "metrics" not in conv.pretrained_cfg
+    assert any("it was trained at 256x192, not the release's 384x288" in note for note in conv.notes)
+
+
+def test_a_released_name_with_another_number_of_outputs_brings_no_metrics(tmp_path, monkeypatch):
+    release = known.Release(r"pose_hrnet_w4_256x256\.pth", "pose", "mpii", (256, 256), {"PCKh": 90.0})
+    monkeypatch.setattr(known, "RELEASES", (release,))
+    conv = _convert_named(tmp_path, "pose_hrnet_w4_256x256.pth")  # 17 keypoints, MPII has 16
+    assert "metrics" not in conv.pretrained_cfg
+    assert any("its head has 17 outputs, not the 16 of MPII" in note for note in conv.notes)
 
 
 def test_mmpose_dataset_meta_gives_the_keypoints_and_codec():
@@ -196,3 +236,14 @@ def test_tensors_shared_between_keys_are_written_separately(tmp_path):
     _, folder = convert_checkpoint(tmp_path / "tied.pth", tmp_path / "out", complexity=False)
     written = load_file(str(folder / "model.safetensors"))
     assert torch.equal(written["bn1.running_mean"], written["bn2.running_mean"])
+
+
+def test_the_folder_and_its_files_have_the_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        convert_checkpoint(POSE / "checkpoint.pth", tmp_path / "model", complexity=False)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o755
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "model").iterdir()}
+    assert modes == {"README.md": 0o644, "config.json": 0o644, "model.safetensors": 0o644}

@@ -19,7 +19,7 @@ from fixture_data import OFFICIAL
 
 from hrnet_backbones.cli import main
 from hrnet_backbones.convert import convert_checkpoint
-from hrnet_backbones.convert.hub import push_folder
+from hrnet_backbones.convert.hub import card_for_repo, push_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 POSE = OFFICIAL / "tiny" / "pose"
@@ -163,7 +163,9 @@ def test_push_creates_the_repo_and_commits_the_folder(folder, fake_hub):
     assert fake_hub.paths()[-1] == "POST /api/models/ORG/hrnet_w4.coco_pose_256x192/commit/v1"
     sent = fake_hub.committed_files()
     assert sorted(sent) == sorted(FILES)
-    assert all(sent[name] == (folder / name).read_bytes() for name in FILES)
+    assert all(sent[name] == (folder / name).read_bytes() for name in FILES if name != "README.md")
+    card = sent["README.md"].decode()
+    assert 'timm.create_model("hf-hub:ORG/hrnet_w4.coco_pose_256x192", pretrained=True)' in card
     api_calls = [p for p in fake_hub.auth if p.startswith(("/api/repos/", "/api/models/"))]
     assert len(api_calls) == 4  # create, branch, preupload, commit
     assert {fake_hub.auth[p] for p in api_calls} == {"Bearer hf_fake_token_for_tests"}
@@ -191,7 +193,9 @@ def test_dry_run_lists_exactly_the_files_and_sends_nothing(folder, fake_hub, cap
     assert fake_hub.requests == []
     assert out.splitlines()[0] == "would upload 3 files to ORG/model@v2:"
     listed = [line.split()[:2] for line in out.splitlines()[1:4]]
-    assert listed == [[name, str((folder / name).stat().st_size)] for name in FILES]
+    card = card_for_repo((folder / "README.md").read_text(), "ORG/model").encode()
+    sizes = {name: (folder / name).stat().st_size for name in FILES} | {"README.md": len(card)}
+    assert listed == [[name, str(sizes[name])] for name in FILES]
 
 
 def test_push_without_a_token_fails_with_one_line(folder, fake_hub, monkeypatch, tmp_path, capsys):
@@ -215,3 +219,16 @@ def test_push_refuses_what_is_not_a_converted_folder(make, message, tmp_path, fa
     assert main(["push", str(make(tmp_path)), "--repo-id", "ORG/model"]) == 2
     assert message in capsys.readouterr().err
     assert fake_hub.requests == []
+
+
+def test_the_pushed_card_loads_the_repo_it_is_pushed_to(folder, fake_hub):
+    assert (
+        "hf-hub:ORG/" in (folder / "README.md").read_text()
+    )  # the placeholder convert writes without --repo-id
+    push_folder(folder, "my-org/pose-w4")
+    card = fake_hub.committed_files()["README.md"].decode()
+    assert (
+        card.count('create_model("hf-hub:my-org/pose-w4", pretrained=True') == 2
+    )  # the model and its features
+    assert "hf-hub:ORG/" not in card
+    assert (folder / "README.md").read_text() != card  # the folder itself is left as it was

@@ -5,7 +5,15 @@ import stat
 
 import pytest
 
-from hrnet_backbones.fileio import atomic_folder, atomic_path, atomic_write_text, refuse_existing
+from hrnet_backbones.fileio import (
+    atomic_folder,
+    atomic_path,
+    atomic_write_text,
+    check_output_folder,
+    only_these_entries,
+    ordinary_mode,
+    refuse_existing,
+)
 
 
 @pytest.fixture
@@ -46,35 +54,59 @@ def test_refuse_existing_names_every_existing_path_unless_forced(tmp_path):
     refuse_existing([tmp_path / "c"], force=False)
 
 
-def test_an_atomic_folder_appears_complete_with_the_umask_permissions(tmp_path, umask_022):
+def test_atomic_folder_and_its_files_have_the_umask_permissions(tmp_path, umask_022):
+    with atomic_folder(tmp_path / "model") as tmp:
+        fd = os.open(tmp / "private.bin", os.O_CREAT | os.O_WRONLY, 0o600)  # as safetensors writes
+        os.close(fd)
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "model" / "private.bin").stat().st_mode) == 0o644
+    assert ordinary_mode() == 0o644 and ordinary_mode(is_dir=True) == 0o755
+
+
+def test_a_failed_folder_leaves_nothing_and_keeps_the_previous_one(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), atomic_folder(tmp_path / "model", replace=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+        raise RuntimeError("disk full")
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["old.txt"]
+
+
+def test_atomic_folder_replaces_only_when_told(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "old.txt").write_text("old")
+    with pytest.raises(FileExistsError), atomic_folder(tmp_path / "model") as tmp:
+        (tmp / "new.txt").write_text("new")
+    with atomic_folder(tmp_path / "model", replace=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["new.txt"]
+
+
+def test_an_atomic_folder_is_written_into_an_empty_existing_folder(tmp_path):
+    (tmp_path / "out").mkdir()
     with atomic_folder(tmp_path / "out") as tmp:
         (tmp / "a.txt").write_text("a")
-        assert not (tmp_path / "out").exists()
-    assert (tmp_path / "out" / "a.txt").read_text() == "a"
-    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.txt"]
 
 
-def test_a_failed_atomic_folder_leaves_nothing(tmp_path):
-    with pytest.raises(RuntimeError), atomic_folder(tmp_path / "out") as tmp:
-        (tmp / "half.txt").write_text("half")
-        raise RuntimeError("disk full")
-    assert list(tmp_path.iterdir()) == []
+def test_check_output_folder_never_lets_force_replace_a_foreign_folder(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "precious.txt").write_text("x")
+    monkeypatch.chdir(tmp_path)
 
+    def ours(folder):
+        return only_these_entries(folder, ("synth.json",), "synth")
 
-def test_an_atomic_folder_replaces_a_non_empty_one_only_with_force(tmp_path):
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "old.txt").write_text("old")
-    with pytest.raises(FileExistsError, match="--force"), atomic_folder(tmp_path / "out"):
-        pass
-    with atomic_folder(tmp_path / "out", force=True) as tmp:
-        (tmp / "new.txt").write_text("new")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["new.txt"]
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
-
-
-def test_an_atomic_folder_never_replaces_a_file(tmp_path):
-    (tmp_path / "out").write_text("a file")
-    with pytest.raises(FileExistsError, match="not a folder"), atomic_folder(tmp_path / "out", force=True):
-        pass
-    assert (tmp_path / "out").read_text() == "a file"
+    with pytest.raises(FileExistsError, match="--force"):
+        check_output_folder("data", False, command="synth", is_ours=ours)
+    with pytest.raises(ValueError, match="precious.txt"):
+        check_output_folder("data", True, command="synth", is_ours=ours)
+    for cwd in (".", "", str(tmp_path), str(tmp_path.parent)):
+        with pytest.raises(ValueError, match="current folder"):
+            check_output_folder(cwd, True, command="synth", is_ours=ours)
+    with pytest.raises(ValueError, match="holds the input"):
+        check_output_folder("data", True, command="synth", is_ours=ours, inputs=["data/precious.txt"])
+    (tmp_path / "empty").mkdir()
+    check_output_folder("empty", False, command="synth", is_ours=ours)

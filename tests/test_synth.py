@@ -387,13 +387,22 @@ def test_the_mean_shape_baseline_scores_faces_of_one_shape_perfectly(tmp_path):
 
 def test_an_existing_folder_is_refused_without_force(tmp_path):
     out = tmp_path / "data"
+    make_pose_dataset(out, 1, seed=0, image_size=(64, 64), val_fraction=0.0)
+    before = (out / "synth.json").read_text()
+    with pytest.raises(FileExistsError, match="--force"):
+        make_pose_dataset(out, 1, seed=1, image_size=(64, 64), val_fraction=0.0)
+    assert (out / "synth.json").read_text() == before
+    make_pose_dataset(out, 1, seed=1, image_size=(64, 64), val_fraction=0.0, force=True)
+    assert (out / "synth.json").read_text() != before
+
+
+def test_force_never_replaces_a_folder_synth_did_not_write(tmp_path):
+    out = tmp_path / "data"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="--force"):
-        make_pose_dataset(out, 1, seed=0, image_size=(64, 64), val_fraction=0.0)
-    assert (out / "keep.txt").read_text() == "mine"
-    make_pose_dataset(out, 1, seed=0, image_size=(64, 64), val_fraction=0.0, force=True)
-    assert not (out / "keep.txt").exists() and (out / "synth.json").is_file()
+    with pytest.raises(ValueError, match=r"keep\.txt"):
+        make_pose_dataset(out, 1, seed=0, image_size=(64, 64), val_fraction=0.0, force=True)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
 def test_an_empty_existing_folder_is_filled(tmp_path):

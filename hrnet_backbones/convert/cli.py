@@ -71,12 +71,20 @@ def convert_args(p: argparse.ArgumentParser) -> None:
 
 
 def convert_run(args: argparse.Namespace) -> int:
-    from .converter import convert_checkpoint
+    from .converter import MAX_INPUT_SIDE, convert_checkpoint
+    from .hub import check_repo_id
     from .writer import FOLDER_FILES
 
-    if args.input_size is not None and min(args.input_size) < 1:
+    if args.input_size is not None and not all(1 <= v <= MAX_INPUT_SIDE for v in args.input_size):
         raise CLIError(
-            f"--input-size must be two positive integers, got {args.input_size[0]} {args.input_size[1]}"
+            f"--input-size must be two integers from 1 to {MAX_INPUT_SIDE} (the training size, H W), got "
+            f"{args.input_size[0]} {args.input_size[1]}"
+        )
+    if args.repo_id is not None:
+        check_repo_id(args.repo_id)
+    if args.out is not None and not args.out.strip():
+        raise CLIError(
+            "--out is empty (an unset variable?); name a new folder, or leave --out out for the default"
         )
     model_id = f"hf-hub:{args.repo_id}" if args.repo_id else None
     conversion, folder = convert_checkpoint(

@@ -20,12 +20,15 @@ from ..complexity import Complexity
 from ..config import WIDTHS, HRNetConfig, hrnet_config, tiny_config
 from ..registry import VARIANTS
 from . import known
-from .errors import LayoutError
+from .errors import CheckpointError, LayoutError
 from .infer import in_chans_of, infer_arch, infer_head
 from .layouts import Layout, match_layout
 from .load import read_checkpoint
 
 __all__ = ["Conversion", "convert_checkpoint", "convert_state_dict", "parse_arch", "CONVERTER_VERSION"]
+
+#: The largest input side recorded (from --input-size or a file's config); beyond it the size is a mistake.
+MAX_INPUT_SIDE = 16384
 
 #: Bumped when the written folders change in a way a reader could care about.
 CONVERTER_VERSION = "1"
@@ -189,9 +192,23 @@ def parse_arch(arch: str | dict[str, Any] | HRNetConfig) -> tuple[HRNetConfig, s
         return _arch_from_dict(d), set(d)
     if text.endswith(".json") or os.path.sep in text:
         path = Path(text)
+        if path.is_dir():
+            raise LayoutError(
+                f"--arch {path} is a folder; give an HRNetConfig JSON file, JSON text or a name"
+            )
         if not path.is_file():
             raise FileNotFoundError(f"--arch file not found: {path}")
-        return parse_arch(path.read_text())
+        try:
+            text = path.read_bytes()[: 2**20].decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise LayoutError(
+                f"--arch file {path} is not JSON text (binary data); give an HRNetConfig JSON file"
+            ) from None
+        if not text.startswith("{"):
+            raise LayoutError(
+                f"--arch file {path} does not hold a JSON object; give an HRNetConfig JSON file"
+            )
+        return parse_arch(text)
     if text == "tiny":
         return tiny_config(), structural
     m = re.fullmatch(r"(?:(hrnet|hrnetv2|hrnetv2p)_)?w(\d+)", text)
@@ -254,6 +271,14 @@ def _check_against_model(
     except (TypeError, ValueError) as e:
         raise LayoutError(f"the inferred architecture cannot be built: {e}") from None
     own = model.state_dict()
+    wrong = [k for k, v in own.items() if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    if len(wrong) > 1:  # one odd tensor is an edit (reported below); many mean parts of different networks
+        raise LayoutError(
+            f"the tensors do not form one network: {len(wrong)} of them have other shapes than the rest of the file "
+            f"implies for a {architecture} (e.g. {wrong[0]}: {tuple(sd[wrong[0]].shape)}, expected "
+            f"{tuple(own[wrong[0]].shape)}); the file was spliced from checkpoints of different widths or edited: "
+            "convert an original checkpoint"
+        )
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     added = [k for k in missing if k.endswith("num_batches_tracked")]
@@ -274,6 +299,12 @@ def _check_against_model(
             raise LayoutError(
                 f"shape mismatch for {k}: the checkpoint has {tuple(sd[k].shape)}, the inferred architecture "
                 f"expects {tuple(v.shape)}; the file is inconsistent (edited or damaged)"
+            )
+        if k in sd and v.is_floating_point() and not sd[k].is_floating_point():
+            # timm would cast them silently on load; integer or complex weights are not an HRNet's
+            raise LayoutError(
+                f"{k} holds {str(sd[k].dtype).removeprefix('torch.')} values, but weights must be floating point; "
+                "the file is damaged or quantised: convert the original floating-point checkpoint"
             )
     out = {k: sd[k] if k in sd else torch.zeros((), dtype=torch.long) for k in own}
     return out, added, model
@@ -330,23 +361,80 @@ def _crop_from_mm_cfg(text: str) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
+def _meta_error(where: str, err: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"the file's {where} is unusable ({type(err).__name__}: {err}); its metadata was damaged or edited: pass "
+        "--dataset to use the dataset's own metadata, or re-save the checkpoint with only its state_dict"
+    )
+
+
 def _keypoints_from_mm_meta(dataset_meta: dict[str, Any]) -> dict[str, Any]:
-    """Keypoint names, flip pairs, skeleton and sigmas from an mmpose ``meta['dataset_meta']``."""
+    """Keypoint names, flip pairs, skeleton and sigmas from an mmpose ``meta['dataset_meta']``.
+
+    Raises :class:`CheckpointError` naming the field when one cannot be read.
+    """
     out: dict[str, Any] = {}
-    names = dataset_meta.get("keypoint_id2name")
-    if isinstance(names, dict) and names:
-        out["keypoint_names"] = [str(names[i]) for i in sorted(names)]
-    flip = dataset_meta.get("flip_indices")
-    if flip is not None:
-        out["flip_pairs"] = sorted({tuple(sorted((i, int(j)))) for i, j in enumerate(flip) if i != int(j)})
-        out["flip_pairs"] = [list(p) for p in out["flip_pairs"]]
-    links = dataset_meta.get("skeleton_links")
-    if links:
-        out["skeleton"] = [[int(a), int(b)] for a, b in links]
-    sigmas = dataset_meta.get("sigmas")
-    if sigmas is not None and len(sigmas):
-        out["sigmas"] = [round(float(s), 6) for s in sigmas]
+    field = "keypoint_id2name"
+    try:
+        names = dataset_meta.get(field)
+        if isinstance(names, dict) and names:
+            out["keypoint_names"] = [str(names[i]) for i in sorted(names, key=int)]
+        field = "flip_indices"
+        flip = dataset_meta.get(field)
+        if flip is not None:
+            pairs = sorted({tuple(sorted((i, int(j)))) for i, j in enumerate(flip) if i != int(j)})
+            out["flip_pairs"] = [list(p) for p in pairs]
+        field = "skeleton_links"
+        links = dataset_meta.get(field)
+        if links is not None and len(links):
+            out["skeleton"] = [[int(a), int(b)] for a, b in links]
+        field = "sigmas"
+        sigmas = dataset_meta.get(field)
+        if sigmas is not None and len(sigmas):
+            out["sigmas"] = [round(float(s), 6) for s in sigmas]
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+        raise _meta_error(f"meta['dataset_meta']['{field}']", e) from None
     return out
+
+
+def _size_from_meta(size: Any, where: str) -> tuple[int, int] | None:
+    """An (H, W) read from the file's config text, refused when it has no pixels or is absurdly large."""
+    if size is not None and not all(1 <= v <= MAX_INPUT_SIDE for v in size):
+        raise _meta_error(where, ValueError(f"size {size[0]}x{size[1]} outside 1..{MAX_INPUT_SIDE}"))
+    return size
+
+
+def _label_names(labels: Any, where: str) -> list[str] | None:
+    if labels is None:
+        return None
+    if isinstance(labels, str) or not isinstance(labels, list | tuple):
+        raise _meta_error(
+            where, TypeError(f"a list of class names was expected, got {type(labels).__name__}")
+        )
+    return [str(c) for c in labels]
+
+
+def _release_disagrees(
+    release: known.Release,
+    filename: str,
+    task: str,
+    width: int | None,
+    num_outputs: int | None,
+    size: tuple[int, int] | None,
+) -> str:
+    """Why the tensors (or the stated input size) contradict the released file ``filename`` is; "" if they do not."""
+    named = release.width_for(filename)
+    if width is not None and named is not None and named != width:
+        return f"its tensors are W{width}, not W{named}"
+    ds = known.dataset_for(task, release.dataset)
+    if ds is not None and task != "detection" and num_outputs is not None and ds.num_outputs != num_outputs:
+        return f"its head has {num_outputs} outputs, not the {ds.num_outputs} of {ds.title}"
+    if size is not None and release.input_size is not None and tuple(size) != tuple(release.input_size):
+        return (
+            f"it was trained at {size[0]}x{size[1]}, not the release's {release.input_size[0]}x"
+            f"{release.input_size[1]}"
+        )
+    return ""
 
 
 def _pretrained_cfg(
@@ -358,21 +446,39 @@ def _pretrained_cfg(
     source_sha256: str | None,
     dataset: str | None,
     input_size: tuple[int, int] | None,
+    width: int | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """timm's ``pretrained_cfg`` plus this package's task metadata, from flags, the file's meta and known facts.
 
     Each fact comes from the first source that has it: the explicit argument; the file's own metadata (OpenMMLab
     ``meta``: dataset metadata, codec, crop size) or the table of released files; the file name; the dataset's
-    defaults. The dataset must have as many outputs as the head.
+    defaults. The dataset must have as many outputs as the head. A released file's entry (dataset, input size,
+    published metrics) applies only when the tensors agree with it: the width (``width``, read from the tensors),
+    the number of outputs and, where the file or the flags give it, the input size.
     """
     task, family = layout.task, layout.family
     notes: list[str] = []
     num_outputs = head_args.get("num_classes")
     filename = source_name or ""
-    release = known.find_release(filename, family) if filename else None
     dataset_meta = meta.get("dataset_meta") if isinstance(meta.get("dataset_meta"), dict) else {}
     cfg_text = meta.get("cfg") or meta.get("config") or ""
     cfg_text = cfg_text if isinstance(cfg_text, str) else ""
+    codec = _codec_from_mm_cfg(cfg_text) if task == "pose" else {}
+    size = input_size
+    if size is None and codec.get("input_size"):
+        w, h = codec["input_size"]
+        size = _size_from_meta((h, w), "meta['cfg'] codec input_size")
+    if size is None and task == "segmentation" and cfg_text:
+        size = _size_from_meta(_crop_from_mm_cfg(cfg_text), "meta['cfg'] crop_size")
+    release = known.find_release(filename, family) if filename else None
+    if release is not None:
+        why = _release_disagrees(release, filename, task, width, num_outputs, size)
+        if why:
+            notes.append(
+                f"the file is named like the released {filename}, but {why}; the release's dataset, input size and "
+                "published metrics were not recorded"
+            )
+            release = None
 
     ds_name = dataset or (release.dataset if release else None)
     if ds_name is None and isinstance(dataset_meta.get("dataset_name"), str):
@@ -394,13 +500,6 @@ def _pretrained_cfg(
     if ds is None and task not in ("backbone",):
         notes.append(f"dataset unknown ({num_outputs} outputs); pass --dataset to record it")
 
-    codec = _codec_from_mm_cfg(cfg_text) if task == "pose" else {}
-    size = input_size
-    if size is None and codec.get("input_size"):
-        w, h = codec["input_size"]
-        size = (h, w)
-    if size is None and task == "segmentation" and cfg_text:
-        size = _crop_from_mm_cfg(cfg_text)
     if size is None and release is not None:
         size = release.input_size
     if size is None and filename:
@@ -434,7 +533,10 @@ def _pretrained_cfg(
         cfg["pool_size"] = [max(1, h // 32), max(1, w // 32)]
     if task in _CLASSIFIERS:
         cfg["classifier"] = _CLASSIFIERS[task]
-    labels = dataset_meta.get("classes") or meta.get("CLASSES")
+    if dataset_meta.get("classes") is not None:
+        labels = _label_names(dataset_meta["classes"], "meta['dataset_meta']['classes']")
+    else:
+        labels = _label_names(meta.get("CLASSES"), "meta['CLASSES']")
     if task == "segmentation":
         if labels and len(labels) == num_outputs:
             cfg["label_names"] = [str(c) for c in labels]
@@ -544,7 +646,7 @@ def convert_state_dict(
     model_args = {"arch": inferred.to_dict(), **head_args}
     ordered, bn_added, model = _check_against_model(architecture, model_args, sd)
     pretrained_cfg, notes = _pretrained_cfg(
-        layout, architecture, head_args, meta, source_name, source_sha256, dataset, input_size
+        layout, architecture, head_args, meta, source_name, source_sha256, dataset, input_size, inferred.width
     )
     if name_note:
         notes.insert(0, name_note)
@@ -557,6 +659,14 @@ def convert_state_dict(
         notes.append(
             "the last stage-4 module fuses into branch 0 only (as the official pose code): features_only gives the "
             "stem and branch 0; branches 1-3 have no trained fusion weights and are refused"
+        )
+    not_finite = [
+        k for k, t in ordered.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
+    if not_finite:
+        notes.append(
+            f"warning: {len(not_finite)} tensor(s) hold NaN or infinite values ({_brief(not_finite)}); the model "
+            "will output NaN: check the source file (a diverged training run or a damaged download?)"
         )
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in ordered.values() if t.is_floating_point()})
     if dtypes != ["float32"]:
@@ -596,7 +706,7 @@ def convert_checkpoint(
     from .writer import check_destination, write_folder
 
     if out_dir is not None:
-        check_destination(Path(out_dir), force)
+        check_destination(Path(out_dir), force, path)
     ckpt = read_checkpoint(path)
     conversion = convert_state_dict(
         ckpt.state_dict,
@@ -607,5 +717,5 @@ def convert_checkpoint(
     )
     conversion.container = ckpt.container
     folder = Path(out_dir) if out_dir is not None else Path.cwd() / conversion.default_folder_name
-    write_folder(conversion, folder, force=force, model_id=model_id, complexity=complexity)
+    write_folder(conversion, folder, force=force, model_id=model_id, complexity=complexity, source=path)
     return conversion, folder

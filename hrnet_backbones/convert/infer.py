@@ -35,7 +35,11 @@ def _contiguous(found: list[int], what: str) -> int:
     if not found:
         raise LayoutError(f"no {what} found; the checkpoint is incomplete or not an HRNet")
     if found != list(range(len(found))):
-        raise LayoutError(f"{what} are numbered {found}, expected 0..{len(found) - 1} without gaps")
+        missing = sorted(set(range(max(found) + 1)) - set(found))
+        raise LayoutError(
+            f"{what} are numbered {found}: number(s) {missing} are missing, so the file lacks whole modules (cut "
+            "down or edited); convert the complete checkpoint"
+        )
     return len(found)
 
 

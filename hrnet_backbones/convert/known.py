@@ -173,9 +173,18 @@ class Release:
     input_size: tuple[int, int] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     note: str = ""
+    #: the released network's width; None: the one the file name gives (``..._w32_...``, ``HR18-...``)
+    width: int | None = None
 
     def matches(self, filename: str) -> bool:
         return re.fullmatch(self.pattern, filename) is not None
+
+    def width_for(self, filename: str) -> int | None:
+        """The width of the released file called ``filename``, when the table or the name says it."""
+        if self.width is not None:
+            return self.width
+        m = re.search(r"(?:^|[^a-z])(?:w|hr)(\d+)(?:[^0-9]|$)", filename.lower())
+        return int(m.group(1)) if m else None
 
 
 _COCO_AP = "COCO val2017 AP (flip test, person detector AP 56.4)"
@@ -219,14 +228,30 @@ RELEASES: tuple[Release, ...] = (
         (224, 224),
         note="the ImageNet initialisation shipped with the pose repository",
     ),
-    Release(r"hrnet_cs_8090_torch11\.pth", "seg", "cityscapes", (512, 1024), {"Cityscapes val mIoU": 80.9}),
-    Release(r"hrnet_lip_5583_torch04\.pth", "seg", "lip", (473, 473), {"LIP val mIoU (flip test)": 55.83}),
+    # the segmentation releases are all HRNetV2-W48
+    Release(
+        r"hrnet_cs_8090_torch11\.pth",
+        "seg",
+        "cityscapes",
+        (512, 1024),
+        {"Cityscapes val mIoU": 80.9},
+        width=48,
+    ),
+    Release(
+        r"hrnet_lip_5583_torch04\.pth",
+        "seg",
+        "lip",
+        (473, 473),
+        {"LIP val mIoU (flip test)": 55.83},
+        width=48,
+    ),
     Release(
         r"hrnet_pascal_ctx_5410_torch11\.pth",
         "seg",
         "pascal_context",
         (520, 520),
         {"PASCAL-Context val mIoU (59 classes, multi-scale + flip)": 54.1},
+        width=48,
     ),
     Release(
         r"hrnet_cocostuff_3617_torch04\.pth",
@@ -234,6 +259,7 @@ RELEASES: tuple[Release, ...] = (
         "cocostuff",
         (520, 520),
         {"COCO-Stuff val mIoU": 36.2, "COCO-Stuff val mIoU (multi-scale + flip)": 37.9},
+        width=48,
     ),
     Release(
         r"hrnet_ade20k_4312_torch04\.pth",
@@ -241,6 +267,7 @@ RELEASES: tuple[Release, ...] = (
         "ade20k",
         (520, 520),
         {"ADE20K val mIoU": 43.1, "ADE20K val mIoU (multi-scale + flip)": 44.2},
+        width=48,
     ),
     Release(r"HR18-WFLW\.pth", "face", "wflw", (256, 256), {"WFLW test NME (%)": 4.60}),
     Release(

@@ -1,25 +1,27 @@
 """Writing a converted model folder: ``model.safetensors``, ``config.json`` (timm's hub format), ``README.md``.
 
-The folder is assembled in a temporary sibling directory and renamed into place, so a crash or an error never
-leaves a half-written folder behind, and an existing folder is replaced only with ``force``.
+The folder is assembled in a temporary sibling directory and renamed into place (``fileio.atomic_folder``), so a
+crash or an error never leaves a half-written folder behind. An existing folder is replaced only with ``force``,
+and only when it holds nothing but a conversion's files; never the current folder or the input's.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import save_file
 
+from ..fileio import atomic_folder, check_output_folder, only_these_entries
+
 if TYPE_CHECKING:
     from .converter import Conversion
 
-__all__ = ["FOLDER_FILES", "check_destination", "model_card", "write_folder"]
+__all__ = ["FOLDER_FILES", "check_destination", "check_folder", "model_card", "write_folder"]
 
 #: The files of a converted folder, in upload order.
 FOLDER_FILES = ("config.json", "model.safetensors", "README.md")
@@ -58,23 +60,42 @@ _CITATIONS = {
 }
 
 
-def check_destination(folder: Path, force: bool) -> None:
-    """Refuse early (before any work) to write over an existing path unless ``force``; never over a file."""
-    if folder.exists() and not folder.is_dir():
-        raise FileExistsError(f"{folder} exists and is not a folder; choose another --out")
-    if folder.exists() and not force:
-        raise FileExistsError(f"{folder} already exists; pass --force to replace it, or choose another --out")
-    ancestor = folder.absolute().parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
+def _is_converted_folder(folder: Path) -> tuple[bool, str]:
+    """Whether ``folder`` holds nothing but what a conversion writes; if not, why not."""
+    ours, why = only_these_entries(folder, FOLDER_FILES, "a conversion")
+    if not ours:
+        return ours, why
+    not_files = [name for name in sorted(os.listdir(folder)) if not (folder / name).is_file()]
+    if not_files:
+        return False, f"{', '.join(not_files)} in it is not a plain file"
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        ours = "converter_version" in config["pretrained_cfg"]
+    except (OSError, ValueError, KeyError, TypeError):
+        ours = False
+    if not ours:
+        return False, "its config.json was not written by `hrnet-backbones convert`"
+    return True, ""
+
+
+def check_destination(folder: Path, force: bool, source: str | os.PathLike[str] | None = None) -> None:
+    """Refuse early (before any work) an output folder that cannot or must not be written
+    (:func:`hrnet_backbones.fileio.check_output_folder`): never the current folder or an ancestor, never one
+    holding ``source``; with ``force`` only a folder that holds nothing but a conversion's files."""
+    if str(folder) in ("", "."):
         raise ValueError(
-            f"cannot create the output folder {folder}: {ancestor} is a file; choose another --out"
+            f"--out {str(folder)!r} is the current folder, which convert never replaces; name a new folder "
+            "(or leave --out out for the default ./<architecture>.<tag>)"
         )
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ValueError(
-            f"cannot create the output folder {folder}: {ancestor} is not writable; choose another --out"
-        )
+    inputs = () if source is None else (source,)
+    check_output_folder(
+        folder,
+        force,
+        command="convert",
+        is_ours=_is_converted_folder,
+        inputs=inputs,
+        input_name="input checkpoint",
+    )
 
 
 def _yaml_list(name: str, values: list[str]) -> list[str]:
@@ -268,56 +289,129 @@ def _is_buffer(key: str) -> bool:
     return key.endswith(("running_mean", "running_var", "num_batches_tracked"))
 
 
+def _save_weights(conv: Conversion, path: Path) -> None:
+    from safetensors import SafetensorError
+
+    try:
+        save_file(_standalone(conv.state_dict), str(path), metadata=conv.safetensors_metadata())
+    except SafetensorError as e:  # safetensors reports its I/O errors (a full disk) as its own type
+        raise OSError(f"cannot write {path.name}: {e}") from None
+
+
 def write_folder(
     conv: Conversion,
     folder: Path,
     force: bool = False,
     model_id: str | None = None,
     complexity: bool = True,
+    source: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Write ``conv`` as a timm model folder at ``folder`` (atomically; replaced only with ``force``).
 
-    ``model_id`` is the name the card's usage code loads; ``complexity`` see :func:`model_card`.
+    ``model_id`` is the name the card's usage code loads; ``complexity`` see :func:`model_card`; ``source`` is the
+    input file, which the folder must not hold (see :func:`check_destination`). The folder and its files get the
+    umask's permissions.
     """
     folder = Path(folder)
-    check_destination(folder, force)
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    except OSError as e:  # e.g. a read-only or pseudo file system: name the folder, not our temporary one
-        raise ValueError(
-            f"cannot create the output folder {folder}: {e.strerror}; choose another --out"
-        ) from None
-    try:
-        save_file(
-            _standalone(conv.state_dict), str(tmp / "model.safetensors"), metadata=conv.safetensors_metadata()
-        )
+    check_destination(folder, force, source)
+    with ExitStack() as stack:
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = stack.enter_context(atomic_folder(folder, replace=force))
+        except OSError as e:  # e.g. a read-only or pseudo file system: name the folder, not a temporary one
+            raise ValueError(
+                f"cannot create the output folder {folder}: {e.strerror}; choose another --out"
+            ) from None
+        _save_weights(conv, tmp / "model.safetensors")
         (tmp / "config.json").write_text(json.dumps(conv.config_json(), indent=2) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(model_card(conv, model_id, complexity), encoding="utf-8")
-        _move_into_place(tmp, folder, force)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
-
-
-def _move_into_place(tmp: Path, folder: Path, force: bool) -> None:
-    if not folder.exists():
-        os.replace(tmp, folder)
-        return
-    if not force:  # appeared while we were converting
-        raise FileExistsError(f"{folder} already exists; pass --force to replace it")
-    old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
-    os.replace(folder, old / folder.name)
-    try:
-        os.replace(tmp, folder)
-    except BaseException:
-        os.replace(old / folder.name, folder)  # put the previous folder back
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_folder_config(folder: Path) -> dict[str, Any]:
     """``config.json`` of a converted folder."""
     return json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+
+
+def _config_error(path: Path, what: str) -> ValueError:
+    return ValueError(f"{path} {what}; convert the checkpoint again with `hrnet-backbones convert`")
+
+
+def check_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Verify a converted folder before it is uploaded; returns its ``config.json``.
+
+    All of :data:`FOLDER_FILES` must be there; ``config.json`` must name a registered architecture whose
+    ``model_args`` build (on the meta device, no memory) and give a sound input size; ``model.safetensors`` must
+    be a complete safetensors file (safetensors checks that its header covers the file exactly) whose tensors have
+    exactly the model's keys, shapes and kinds (floating point, integer step counters). Only the headers are read,
+    not the weights. Raises ``FileNotFoundError`` or ``ValueError`` naming the file and what is wrong.
+    """
+    import timm
+    from safetensors import SafetensorError, safe_open
+
+    from ..complexity import meta_model
+
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(
+            f"folder not found: {folder}; convert a checkpoint first (hrnet-backbones convert)"
+        )
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is a file; push takes the folder written by `hrnet-backbones convert`")
+    missing = [name for name in FOLDER_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ValueError(
+            f"{folder} is not a converted model folder: {', '.join(missing)} missing; "
+            "convert the checkpoint again with `hrnet-backbones convert`"
+        )
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise _config_error(path, f"is not valid JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError:
+        raise _config_error(path, "is not text (not UTF-8)") from None
+    if not isinstance(config, dict):
+        raise _config_error(path, f"holds a {type(config).__name__}, not a JSON object")
+    architecture = config.get("architecture")
+    if not isinstance(architecture, str) or not timm.is_model(architecture):
+        raise _config_error(path, f"names no known timm architecture ({architecture!r})")
+    model_args, cfg = config.get("model_args"), config.get("pretrained_cfg")
+    for name, value in (("model_args", model_args), ("pretrained_cfg", cfg)):
+        if not isinstance(value, dict):
+            raise _config_error(path, f"has no {name} object (got {type(value).__name__})")
+    size = cfg.get("input_size")
+    if not (
+        isinstance(size, list)
+        and len(size) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 2**15 for v in size)
+    ):
+        raise _config_error(path, f"has no sound pretrained_cfg.input_size [C, H, W] (got {size!r})")
+    try:
+        model = meta_model(architecture, **model_args)
+    except (TypeError, ValueError, KeyError, AttributeError, AssertionError) as e:
+        raise _config_error(
+            path, f"describes a model that cannot be built: {type(e).__name__}: {e}"
+        ) from None
+    weights = folder / "model.safetensors"
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            header = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(
+            f"{weights} is damaged or not a safetensors file ({str(e).strip()}); convert the checkpoint again"
+        ) from None
+    own = model.state_dict()
+    problems = [f"{k} missing" for k in own if k not in header]
+    problems += [f"{k} unexpected" for k in header if k not in own]
+    for k, t in own.items():
+        if k in header and header[k][0] != tuple(t.shape):
+            problems.append(f"{k} is {list(header[k][0])}, the model's {list(t.shape)}")
+        elif k in header and t.is_floating_point() != header[k][1].startswith(("F", "BF")):
+            problems.append(f"{k} is {header[k][1]}")
+    if problems:
+        raise ValueError(
+            f"{weights} does not fit the {architecture} that config.json describes ({len(problems)} problem(s): "
+            f"{'; '.join(problems[:3])}); convert the checkpoint again"
+        )
+    return config
