@@ -127,7 +127,13 @@ def _pose_args(p: argparse.ArgumentParser) -> None:
         help="heatmap decoding (default: the model's codec)",
     )
     p.add_argument("--no-flip", action="store_true", help="skip the flip test")
-    p.add_argument("--threshold", type=float, default=0.3, help="score below which keypoints are not drawn")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.3,
+        help="keypoints scoring at or below this are not drawn in the overlay; the JSON keeps them all "
+        "(default: 0.3)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
@@ -155,12 +161,11 @@ def _pose_run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    import numpy as np
     import torch
     from PIL import Image, UnidentifiedImageError
 
-    from .fileio import atomic_write_text
-    from .inference import keypoint_meta, predict_keypoints
+    from .fileio import atomic_write_text, refuse_existing
+    from .inference import check_boxes, keypoint_meta, predict_keypoints, to_image_tensor
     from .keypoints import save_overlay
 
     image_path = Path(args.image)
@@ -169,16 +174,19 @@ def _pose_run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     json_path = out_dir / f"{image_path.stem}.keypoints.json"
     png_path = out_dir / f"{image_path.stem}.pose.png"
-    existing = [str(p) for p in (json_path, png_path) if p.exists()]
-    if existing and not args.force:
-        raise CLIError(f"{', '.join(existing)} already exist(s); pass --force to overwrite")
+    refuse_existing([json_path, png_path], args.force)
     try:
-        pil = Image.open(image_path).convert("RGB")
+        with Image.open(image_path) as opened:
+            opened.load()
+            pil = opened.copy()
     except (UnidentifiedImageError, OSError) as e:
         raise CLIError(f"cannot read {image_path} as an image: {e}") from None
+    image = to_image_tensor(pil)  # the conversion predict_keypoints applies to Python callers' images
+    check_boxes(
+        torch.tensor(args.box), tuple(image.shape[-2:])
+    )  # before the model loads (predict_keypoints checks again)
     model = _load_pose_model(args.model)
     meta = keypoint_meta(model)
-    image = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0).permute(2, 0, 1)
     refine = None if args.refine == "none" else args.refine
     keypoints, scores = predict_keypoints(
         model, image, args.box, meta=meta, refine=refine, flip=not args.no_flip
