@@ -24,6 +24,7 @@ def _list_args(p: argparse.ArgumentParser) -> None:
 def _list_run(args: argparse.Namespace) -> int:
     from .complexity import measure, meta_model
     from .registry import VARIANTS, model_names
+    from .representations import REPRESENTATION_LABELS
 
     size = check_size(args.input_size)
     rows = []
@@ -35,7 +36,7 @@ def _list_run(args: argparse.Namespace) -> int:
         rows.append(
             [
                 name,
-                VARIANTS[prefix].upper(),
+                REPRESENTATION_LABELS[VARIANTS[prefix]],
                 f"W{width}",
                 f"{c.params_m:.2f}",
                 f"{c.gmacs:.2f}",
@@ -64,6 +65,7 @@ def _info_run(args: argparse.Namespace) -> int:
 
     from .complexity import feature_table, measure, meta_model
     from .registry import model_names
+    from .representations import REPRESENTATION_LABELS
 
     size = check_size(args.input_size)
     if args.name not in model_names() and not timm.is_model(args.name):
@@ -80,7 +82,7 @@ def _info_run(args: argparse.Namespace) -> int:
     feats = meta_model(args.name, features_only=True)
     c = measure(feats, size)
     print(
-        f"{args.name}: {model.representation.upper()} representation, trunk width W{model.arch.width}, "
+        f"{args.name}: {REPRESENTATION_LABELS[model.representation]} representation, trunk width W{model.arch.width}, "
         f"input {size[0]}x{size[1]}"
     )
     print(format_table(["index", "feature", "channels", "stride", "output shape (NCHW)"], rows))

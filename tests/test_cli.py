@@ -21,6 +21,7 @@ def test_info_of_a_v2p_model_at_an_odd_size(capsys):
     assert main(["info", "hrnetv2p_w18", "--input-size", "250", "330"]) == 0
     out = capsys.readouterr().out
     assert "pyramid4" in out and "1x256x3x5" in out
+    assert out.startswith("hrnetv2p_w18: V2p representation")
     assert "default out_indices: [5, 6, 7, 8, 9]" in out
 
 
@@ -31,6 +32,12 @@ def test_list_shows_every_model_with_complexity(capsys):
         assert name in out
     row = next(line for line in out.splitlines() if line.startswith("hrnet_w32 "))
     assert "W32" in row and "64,32,64,128,256" in row
+
+
+def test_list_writes_the_variants_as_the_readme_does(capsys):
+    assert main(["list", "--input-size", "64", "64"]) == 0
+    rows = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()[3:-1]}
+    assert rows["hrnet_w18"] == "V1" and rows["hrnetv2_w18"] == "V2" and rows["hrnetv2p_w18"] == "V2p"
 
 
 @pytest.mark.parametrize(

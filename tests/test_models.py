@@ -135,8 +135,10 @@ def test_pose_trunk_with_single_scale_last_module_refuses_lower_branch_features(
     assert list(model.feature_info.out_indices) == [0, 1]
     with pytest.raises(ValueError, match=r"not available.*branch\(es\) \[0\]"):
         timm.create_model("hrnet_w32", arch=arch, features_only=True, out_indices=(1, 2))
-    with pytest.raises(ValueError, match="needs all four branches"):
+    with pytest.raises(ValueError, match="the V2 representation needs all four branches"):
         timm.create_model("hrnetv2_w32", arch=arch)
+    with pytest.raises(ValueError, match="the V2p representation needs all four branches"):
+        timm.create_model("hrnetv2p_w32", arch=arch)
 
 
 @pytest.mark.parametrize("name", NAMES)
