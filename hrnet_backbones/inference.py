@@ -231,7 +231,9 @@ def check_boxes(boxes: torch.Tensor, image_size: tuple[int, int]) -> None:
     inside_w = (torch.minimum(x0 + bw, boxes.new_tensor(w)) - x0.clamp(min=0)).clamp(min=0)
     inside_h = (torch.minimum(y0 + bh, boxes.new_tensor(h)) - y0.clamp(min=0)).clamp(min=0)
     inside = inside_w * inside_h / (bw * bh)
-    for i in torch.nonzero(inside < MIN_BOX_INSIDE).flatten().tolist():
+    outside = torch.nonzero(inside < MIN_BOX_INSIDE).flatten().tolist()
+    if outside:
+        i = outside[0]
         box = ",".join(f"{v:g}" for v in boxes[i].tolist())
         raise ValueError(
             f"box {i} ({box}) has {inside[i].item():.0%} of its area inside the {w}x{h} (WxH) image, under "
