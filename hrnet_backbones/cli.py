@@ -31,6 +31,7 @@ def _list_args(p: argparse.ArgumentParser) -> None:
 def _list_run(args: argparse.Namespace) -> int:
     from .complexity import measure, meta_model
     from .registry import VARIANTS, model_names
+    from .representations import REPRESENTATION_LABELS
 
     size = check_size(args.input_size)
     rows = []
@@ -42,7 +43,7 @@ def _list_run(args: argparse.Namespace) -> int:
         rows.append(
             [
                 name,
-                VARIANTS[prefix].upper(),
+                REPRESENTATION_LABELS[VARIANTS[prefix]],
                 f"W{width}",
                 f"{c.params_m:.2f}",
                 f"{c.gmacs:.2f}",
@@ -71,6 +72,7 @@ def _info_run(args: argparse.Namespace) -> int:
 
     from .complexity import feature_table, measure, meta_model
     from .registry import model_names
+    from .representations import REPRESENTATION_LABELS
 
     size = check_size(args.input_size)
     if args.name not in model_names() and not timm.is_model(args.name):
@@ -87,7 +89,7 @@ def _info_run(args: argparse.Namespace) -> int:
     feats = meta_model(args.name, features_only=True)
     c = measure(feats, size)
     print(
-        f"{args.name}: {model.representation.upper()} representation, trunk width W{model.arch.width}, "
+        f"{args.name}: {REPRESENTATION_LABELS[model.representation]} representation, trunk width W{model.arch.width}, "
         f"input {size[0]}x{size[1]}"
     )
     print(format_table(["index", "feature", "channels", "stride", "output shape (NCHW)"], rows))
@@ -134,7 +136,13 @@ def _pose_args(p: argparse.ArgumentParser) -> None:
         help="heatmap decoding (default: the model's codec)",
     )
     p.add_argument("--no-flip", action="store_true", help="skip the flip test")
-    p.add_argument("--threshold", type=float, default=0.3, help="score below which keypoints are not drawn")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.3,
+        help="keypoints scoring at or below this are not drawn in the overlay; the JSON keeps them all "
+        "(default: 0.3)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
@@ -142,12 +150,11 @@ def _pose_run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    import numpy as np
     import torch
     from PIL import Image, UnidentifiedImageError
 
-    from .fileio import atomic_write_text
-    from .inference import keypoint_meta, predict_keypoints
+    from .fileio import atomic_write_text, refuse_existing
+    from .inference import check_boxes, keypoint_meta, predict_keypoints, to_image_tensor
     from .keypoints import save_overlay
 
     image_path = Path(args.image)
@@ -156,16 +163,19 @@ def _pose_run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     json_path = out_dir / f"{image_path.stem}.keypoints.json"
     png_path = out_dir / f"{image_path.stem}.pose.png"
-    existing = [str(p) for p in (json_path, png_path) if p.exists()]
-    if existing and not args.force:
-        raise CLIError(f"{', '.join(existing)} already exist(s); pass --force to overwrite")
+    refuse_existing([json_path, png_path], args.force)
     try:
-        pil = Image.open(image_path).convert("RGB")
+        with Image.open(image_path) as opened:
+            opened.load()
+            pil = opened.copy()
     except (UnidentifiedImageError, OSError) as e:
         raise CLIError(f"cannot read {image_path} as an image: {e}") from None
+    image = to_image_tensor(pil)  # the conversion predict_keypoints applies to Python callers' images
+    check_boxes(
+        torch.tensor(args.box), tuple(image.shape[-2:])
+    )  # before the model loads (predict_keypoints checks again)
     model = load_keypoint_model(args.model)
     meta = keypoint_meta(model)
-    image = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0).permute(2, 0, 1)
     refine = None if args.refine == "none" else args.refine
     keypoints, scores = predict_keypoints(
         model, image, args.box, meta=meta, refine=refine, flip=not args.no_flip

@@ -28,7 +28,7 @@ from torch import nn
 
 from .config import HRNetConfig, hrnet_config
 from .heads import HEADS, build_head
-from .representations import HRFPN, REPRESENTATIONS, concat_branches
+from .representations import HRFPN, REPRESENTATION_LABELS, REPRESENTATIONS, concat_branches
 from .trunk import BN_MOMENTUM, HRNetTrunk, down_step, make_layer
 
 __all__ = ["HRNet", "HRNetFeatureInfo", "HRNetFeatures"]
@@ -160,7 +160,7 @@ class HRNet(HRNetTrunk):
         self.feature_location = feature_location
         if representation != "v1" and not arch.multi_scale_last:
             raise ValueError(
-                f"the {representation.upper()} representation needs all four branches, but this trunk's last "
+                f"the {REPRESENTATION_LABELS[representation]} representation needs all four branches, but this trunk's last "
                 "module fuses into branch 0 only (multi_scale_last=False, as the official pose checkpoints)"
             )
 

@@ -15,9 +15,11 @@ import torch.nn.functional as F
 from timm.layers import register_notrace_function
 from torch import nn
 
-__all__ = ["REPRESENTATIONS", "HRFPN", "concat_branches", "pool_level"]
+__all__ = ["REPRESENTATIONS", "REPRESENTATION_LABELS", "HRFPN", "concat_branches", "pool_level"]
 
 REPRESENTATIONS = ("v1", "v2", "v2p")
+#: how the papers, the README and every printed table or message write each representation
+REPRESENTATION_LABELS = {"v1": "V1", "v2": "V2", "v2p": "V2p"}
 
 
 def concat_branches(branches: list[torch.Tensor], align_corners: bool = False) -> torch.Tensor:

@@ -10,6 +10,7 @@ import pytest
 from hrnet_backbones.cli import main
 
 
+@pytest.mark.slow
 def test_info_defaults_to_hrnet_w32_at_256x192(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
@@ -17,13 +18,16 @@ def test_info_defaults_to_hrnet_w32_at_256x192(capsys):
     assert "1x32x64x48" in out and "1x256x8x6" in out  # branch 0 at stride 4, branch 3 at stride 32
 
 
+@pytest.mark.slow
 def test_info_of_a_v2p_model_at_an_odd_size(capsys):
     assert main(["info", "hrnetv2p_w18", "--input-size", "250", "330"]) == 0
     out = capsys.readouterr().out
     assert "pyramid4" in out and "1x256x3x5" in out
+    assert out.startswith("hrnetv2p_w18: V2p representation")
     assert "default out_indices: [5, 6, 7, 8, 9]" in out
 
 
+@pytest.mark.slow
 def test_list_shows_every_model_with_complexity(capsys):
     assert main(["list", "--input-size", "256", "192"]) == 0
     out = capsys.readouterr().out
@@ -31,6 +35,9 @@ def test_list_shows_every_model_with_complexity(capsys):
         assert name in out
     row = next(line for line in out.splitlines() if line.startswith("hrnet_w32 "))
     assert "W32" in row and "64,32,64,128,256" in row
+    variants = {line.split()[0]: line.split()[1] for line in out.splitlines()[3:-1]}
+    # written as the README writes them
+    assert [variants[n] for n in ("hrnet_w18", "hrnetv2_w18", "hrnetv2p_w18")] == ["V1", "V2", "V2p"]
 
 
 @pytest.mark.parametrize(
@@ -47,6 +54,7 @@ def test_bad_input_exits_2_with_one_line(argv, message, capsys):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_console_entry_point_runs_as_a_module():
     result = subprocess.run(
         [sys.executable, "-m", "hrnet_backbones", "info", "hrnetv2_w18", "--input-size", "64", "64"],

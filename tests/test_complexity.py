@@ -22,10 +22,12 @@ def test_pose_hrnet_w32_at_256x192_is_28_5m_params_and_7_1_gflops():
     assert _rounded("hrnet_w32", (256, 192), **POSE) == (28.5, 7.1)
 
 
+@pytest.mark.slow
 def test_pose_hrnet_w48_at_256x192_is_63_6m_params_and_14_6_gflops():
     assert _rounded("hrnet_w48", (256, 192), **POSE) == (63.6, 14.6)
 
 
+@pytest.mark.slow
 def test_segmentation_hrnetv2_w48_at_1024x2048_is_65_9m_params_and_696_gflops():
     params, gflops = _rounded(
         "hrnetv2_w48", (1024, 2048), head="segmentation", num_classes=19, fusion_upsample="bilinear"

@@ -139,6 +139,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_ddp_trains_every_default_feature_set_without_find_unused_parameters(tmp_path):
     """Pose models (multi- and single-scale last fusion), V1/V2/V2p features with a head on each, feature subsets,
     V2 landmark and a pose head on V2p: no parameter without a gradient, replicas identical after training."""

@@ -87,6 +87,7 @@ VARIANTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_torchscript_onnx_export_with_dynamic_size_matches_pytorch(tmp_path, variant):
     model = VARIANTS[variant]()
@@ -104,6 +105,7 @@ def test_torchscript_onnx_export_with_dynamic_size_matches_pytorch(tmp_path, var
     _assert_onnx_matches(path, model)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["hrnetv2p_w18"])  # the V1 branches and the V2 concatenation run inside it
 def test_registered_full_size_models_export_to_onnx(tmp_path, name):
     model = calibrate_batch_norm(timm.create_model(name, features_only=True), input_size=(64, 64), steps=1)
@@ -121,6 +123,7 @@ def test_registered_full_size_models_export_to_onnx(tmp_path, name):
     _assert_onnx_matches(path, model, sizes=[(64, 64), (40, 72)], relative=True)
 
 
+@pytest.mark.slow
 def test_torch_export_and_the_default_onnx_exporter_work_at_every_size(tmp_path):
     """torch.export with dynamic batch, height and width, then the torch.export-based ONNX exporter on it.
 
@@ -155,6 +158,7 @@ COMPILE_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(COMPILE_CASES))
 def test_torch_compile_fullgraph_matches_eager(case):
     model = calibrate_batch_norm(COMPILE_CASES[case]())
@@ -165,6 +169,7 @@ def test_torch_compile_fullgraph_matches_eager(case):
             torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_torch_compile_trains():
     model = calibrate_batch_norm(COMPILE_CASES["pose"]()).train()
     compiled = torch.compile(model, fullgraph=True, backend="eager")  # training-mode forward: no graph break
@@ -172,6 +177,7 @@ def test_torch_compile_trains():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_jit_trace_generalises_to_other_sizes():
     """TorchScript consumers (libtorch) can trace; torch.jit.script is not supported (see the README)."""
     model = calibrate_batch_norm(COMPILE_CASES["all_features"]())

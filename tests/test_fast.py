@@ -226,6 +226,7 @@ def test_input_gradients_flow_through_the_portable_path():
     assert_close_rel(x.grad, x_ref.grad, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_a_full_size_model_keeps_its_feature_shapes():
     """A full-width model (on the meta device: shapes only) goes through the fast path with its interface intact:
     branches, pyramid levels and their feature_info."""
@@ -263,6 +264,7 @@ def test_exported_from_the_package():
     assert hrnet_backbones.optimize_for_inference is optimize_for_inference
 
 
+@pytest.mark.slow
 def test_the_fast_model_traces_into_one_torch_compile_graph():
     """``compile=`` must see the whole model: no graph breaks (which would recompile per layer)."""
     fast = optimize_for_inference(_tiny("v2p-neck"))

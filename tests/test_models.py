@@ -34,6 +34,7 @@ def expected_shapes(name: str, h: int, w: int, indices: list[int]) -> list[tuple
     return [sizes[i] for i in indices]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(256, 192), (250, 330)])
 @pytest.mark.parametrize("name", NAMES)
 def test_feature_shapes_match_feature_info(name, size):
@@ -68,6 +69,7 @@ def test_features_only_defaults(name, channels, strides):
     assert model.feature_info.reduction() == strides
 
 
+@pytest.mark.slow
 def test_real_forward_on_an_odd_size_full_model():
     model = timm.create_model(
         "hrnetv2p_w18", features_only=True, out_indices=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
@@ -135,8 +137,10 @@ def test_pose_trunk_with_single_scale_last_module_refuses_lower_branch_features(
     assert list(model.feature_info.out_indices) == [0, 1]
     with pytest.raises(ValueError, match=r"not available.*branch\(es\) \[0\]"):
         timm.create_model("hrnet_w32", arch=arch, features_only=True, out_indices=(1, 2))
-    with pytest.raises(ValueError, match="needs all four branches"):
+    with pytest.raises(ValueError, match="the V2 representation needs all four branches"):
         timm.create_model("hrnetv2_w32", arch=arch)
+    with pytest.raises(ValueError, match="the V2p representation needs all four branches"):
+        timm.create_model("hrnetv2p_w32", arch=arch)
 
 
 @pytest.mark.parametrize("name", NAMES)

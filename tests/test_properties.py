@@ -52,6 +52,7 @@ def _assert_features_follow_feature_info(model: torch.nn.Module, n: int, size: t
         assert tuple(f.shape) == (n, c, *expected_feature_size(i, r, size)), (i, size)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", VARIANTS)
 @SHAPE_SETTINGS
 @given(h=SIDES, w=SIDES, n=BATCH, output_stride=st.sampled_from([32, 16, 8]))
@@ -59,6 +60,7 @@ def test_every_feature_has_the_shape_feature_info_predicts(name, h, w, n, output
     _assert_features_follow_feature_info(_meta_features(name, output_stride), n, (h, w), "meta")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, head",
     [
@@ -77,6 +79,7 @@ def test_dense_heads_return_one_stride_4_map_per_output(name, head, h, w, n):
     assert tuple(out.shape) == (n, 7, ceil_div(h, 4), ceil_div(w, 4))
 
 
+@pytest.mark.slow
 @SHAPE_SETTINGS
 @given(h=SIDES, w=SIDES, n=BATCH)
 def test_the_classifier_returns_one_row_per_image(h, w, n):

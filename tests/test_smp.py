@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import segmentation_models_pytorch as smp
 import timm
 import torch
+from safetensors.torch import save_file
 
 from hrnet_backbones import tiny_config
+from tests.helpers import timm_state_dict
 
 ENCODER = "tu-hrnet_w18"
 # smp forwards extra keyword arguments to timm.create_model: the tiny trunk keeps these tests fast
@@ -42,6 +46,28 @@ def test_smp_sees_five_features_at_strides_2_to_32():
         feats = model.encoder(x)
     assert [64 // f.shape[-2] for f in feats] == [1, 2, 4, 8, 16, 32]
     assert [96 // f.shape[-1] for f in feats] == [1, 2, 4, 8, 16, 32]
+
+
+def test_readme_encoder_weights_true_loads_the_pretrained_trunk_without_a_warning(tmp_path):
+    """The README's ``smp.Unet("tu-hrnet_w32", encoder_weights=True, ...)``: smp 0.6 wants True (or None) for a
+    ``tu-`` encoder and warns on a string like "imagenet". The pretrained file is given offline."""
+    checkpoint = timm_state_dict("cls")
+    path = tmp_path / "hrnet_tiny_in1k.safetensors"
+    save_file({k: v.contiguous() for k, v in checkpoint.items()}, str(path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = smp.Unet(
+            ENCODER,
+            encoder_weights=True,
+            arch=tiny_config(),
+            classes=3,
+            pretrained_cfg_overlay=dict(file=str(path)),
+            **DECODERS["Unet"],
+        )
+    assert not [w for w in caught if "encoder_weights" in str(w.message)]
+    encoder = model.encoder.model.state_dict()
+    assert set(encoder) <= set(checkpoint)
+    assert all(torch.equal(encoder[k], checkpoint[k]) for k in encoder)
 
 
 def test_smp_encoder_returns_our_features_unchanged():

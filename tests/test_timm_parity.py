@@ -31,6 +31,7 @@ def test_state_dict_keys_and_shapes_match_timm_builtin(width):
     assert mine == theirs
 
 
+@pytest.mark.slow
 def test_classification_logits_match_timm_builtin():
     builtin = randomize(HighResolutionNet(cfg_cls["hrnet_w32"])).eval()
     ours = timm.create_model("hrnet_w32", num_classes=1000).eval()
@@ -75,6 +76,7 @@ def test_imagenet_tags_resolve_to_timms_files(prefix, width):
     assert cfg.license == "mit" and cfg.paper_ids
 
 
+@pytest.mark.slow
 def test_timm_other_hrnet_names_are_untouched():
     with torch.device("meta"):
         for name in ("hrnet_w18_small", "hrnet_w18_small_v2", "hrnet_w30", "hrnet_w64", "hrnet_w18_ssld"):
@@ -82,6 +84,7 @@ def test_timm_other_hrnet_names_are_untouched():
     assert "hrnet_w64.ms_in1k" in timm.list_pretrained("hrnet_w64*")
 
 
+@pytest.mark.slow
 def test_importing_prints_no_warning():
     result = subprocess.run(
         [sys.executable, "-W", "error", "-c", "import hrnet_backbones, timm; timm.create_model('hrnet_w18')"],
@@ -93,6 +96,7 @@ def test_importing_prints_no_warning():
     assert result.stderr == "" and result.stdout == ""
 
 
+@pytest.mark.slow
 def test_pretrained_tags_load_through_the_hub_cache_offline(tmp_path):
     """timm's `hrnet_w18.ms_in1k` file, served by huggingface_hub from a local cache, loads into every variant."""
     builtin = randomize(HighResolutionNet(cfg_cls["hrnet_w18"]), seed=3).eval()
