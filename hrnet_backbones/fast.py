@@ -78,7 +78,8 @@ ONEDNN_FUSION = _probe_onednn()
 
 #: Environment variable that makes this package treat the CPU as one without bfloat16 support: ``0`` (no oneDNN
 #: bfloat16 kernels, no native bfloat16) or ``auto`` (the default: ask torch). It lets the bfloat16 fallback be
-#: tested on any machine (``HRNET_BACKBONES_CPU_BF16=0 python -m pytest``).
+#: tested on any machine (``HRNET_BACKBONES_CPU_BF16=0 python -m pytest``). :data:`ONEDNN_BF16` reads it when this
+#: module is imported, :func:`native_bf16_cpu` on each call.
 CPU_BF16_ENV = "HRNET_BACKBONES_CPU_BF16"
 
 
