@@ -151,6 +151,7 @@ def test_bfloat16_fast_path_is_close_to_fp32(case, cpu_bf16_path, monkeypatch):
     assert_close_rel(out, ref, rel=5e-2)
 
 
+@pytest.mark.filterwarnings("ignore:dtype=torch.bfloat16 on a CPU without native bfloat16")
 def test_bfloat16_fallback_calls_onednn_in_float32_only(monkeypatch):
     """What makes the fallback run on an AVX2-only CPU: no bfloat16 tensor ever reaches a oneDNN kernel."""
     monkeypatch.setattr(fast_module, "ONEDNN_BF16", False)
@@ -162,6 +163,7 @@ def test_bfloat16_fallback_calls_onednn_in_float32_only(monkeypatch):
     assert calls.dtypes == {torch.float32}
 
 
+@pytest.mark.filterwarnings("ignore:dtype=torch.bfloat16 on a CPU without native bfloat16")
 def test_bfloat16_fallback_keeps_bfloat16_weights(monkeypatch):
     monkeypatch.setattr(fast_module, "ONEDNN_BF16", False)
     fast = optimize_for_inference(_tiny("v1-features"), dtype=torch.bfloat16)
