@@ -18,6 +18,7 @@ from .cliutil import (
     format_table,
     input_size_arg,
     load_keypoint_model,
+    report_errors,
 )
 
 __all__ = ["CLIError", "COMMANDS", "main"]
@@ -323,18 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    try:
-        import hrnet_backbones  # noqa: F401  (registers the models)
+    import hrnet_backbones  # noqa: F401  (registers the models)
 
-        return COMMANDS[args.command][2](args)
-    except (CLIError, ValueError, OSError) as e:  # OSError: missing files, permissions, a full disk
-        # one line, always: a newline in a file name (or any message) is shown escaped
-        message = str(e).replace("\r", "\\r").replace("\n", "\\n")
-        print(f"hrnet-backbones {args.command}: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return report_errors(f"hrnet-backbones {args.command}", lambda: COMMANDS[args.command][2](args))
 
 
 if __name__ == "__main__":
