@@ -253,6 +253,19 @@ def _bench_run(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+# ---------------------------------------------------------------------------------------------------- train
+def _train_args(p: argparse.ArgumentParser) -> None:
+    from .train import add_arguments
+
+    add_arguments(p)
+
+
+def _train_run(args: argparse.Namespace) -> int:
+    from .train import run_cli
+
+    return run_cli(args)
+
+
 COMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
@@ -265,6 +278,11 @@ COMMANDS: dict[
     ),
     "push": ("upload a converted folder to the Hugging Face Hub", _push_args, _push_run),
     "pose": ("keypoints of the people in boxes of an image: JSON and an overlay PNG", _pose_args, _pose_run),
+    "train": (
+        "train a pose / landmark model on COCO-format data (torchrun for several processes); a model folder",
+        _train_args,
+        _train_run,
+    ),
     "bench": (
         "throughput against timm's built-in HRNet (img/s, latency, memory, TFLOP/s; JSON, CSV, PNG)",
         _bench_args,

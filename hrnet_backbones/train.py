@@ -23,6 +23,7 @@ progress bar and writes files; validation predictions are gathered from every ra
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -41,7 +42,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .distributed import DistInfo, all_reduce_sum, barrier, init_distributed_mode
+from .cliutil import input_size_arg
+from .distributed import DistInfo, all_gather_object, all_reduce_sum, barrier, init_distributed_mode
 from .fileio import atomic_path, atomic_write_bytes, atomic_write_text
 from .keypoints import KeypointMSELoss, MSRAHeatmap, UDPHeatmap
 
@@ -50,10 +52,15 @@ __all__ = [
     "HEADS",
     "TrainConfig",
     "TrainState",
+    "add_arguments",
+    "build_dataset",
+    "build_model",
     "codec_config",
     "fit",
     "make_codec",
     "milestones",
+    "normalization",
+    "run_cli",
     "train",
 ]
 
@@ -835,11 +842,214 @@ def _head_args(model: nn.Module) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------- data sets
-def build_datasets(config: TrainConfig, mean: Sequence[float], std: Sequence[float]):
-    """The training and validation data sets of ``config`` (COCO JSON or landmark CSV)."""
-    raise NotImplementedError  # replaced once the data module is merged
+def normalization(config: TrainConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The ``(mean, std)`` the data are normalised with: a ``local-dir:`` start's own, else ImageNet's (every
+    HRNet checkpoint of this package and the official repos uses it)."""
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    spec = config.pretrained or ""
+    if spec.startswith("local-dir:"):
+        path = Path(spec.removeprefix("local-dir:")) / "config.json"
+        try:
+            cfg = json.loads(path.read_text(encoding="utf-8")).get("pretrained_cfg") or {}
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"--pretrained {spec}: cannot read {path}: {e}") from None
+        if "mean" in cfg and "std" in cfg:
+            return tuple(map(float, cfg["mean"])), tuple(map(float, cfg["std"]))
+    return tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD)
+
+
+def build_dataset(
+    config: TrainConfig,
+    ann_file: str,
+    image_dir: str,
+    *,
+    train: bool,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> Dataset:
+    """A COCO keypoint JSON or (``.csv``) an HRNet-Facial landmark file with the top-down transform of
+    ``config``: the official augmentation for training (HRNet-Facial's for landmarks), the plain crop otherwise.
+    """
+    from .keypoints.data import CocoKeypointDataset, LandmarkCsvDataset, TopDownTransform, landmark_transform
+
+    codec = make_codec(config.codec, config.input_size, config.sigma)
+    landmarks = config.head == "landmark"
+    if str(ann_file).lower().endswith(".csv"):
+        dataset = LandmarkCsvDataset(ann_file, image_dir, None, layout=config.layout, seed=config.seed)
+    else:
+        dataset = CocoKeypointDataset(ann_file, image_dir, None, seed=config.seed)
+    # the flip pairs come from the file's keypoints, which the data set has just read
+    make = landmark_transform if landmarks else TopDownTransform
+    dataset.transform = make(
+        config.input_size, codec, mean=mean, std=std, flip_pairs=dataset.layout.flip_pairs, train=train
+    )
+    return dataset
+
+
+def _evaluator(config: TrainConfig) -> Callable[[nn.Module, Dataset, DistInfo], dict[str, float]]:
+    """Validation: each rank predicts its share of the data set, rank 0 gathers the predictions and scores
+    them (COCO AP / AR for keypoint files, NME / FR / AUC for landmark CSVs); the other ranks get ``{}``."""
+
+    def evaluate(model: nn.Module, dataset: Dataset, info: DistInfo) -> dict[str, float]:
+        from .evaluate import evaluate_coco, evaluate_landmarks, merge_predictions, predict_dataset
+        from .keypoints.data import LandmarkCsvDataset
+
+        sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=False)
+        predictions = predict_dataset(
+            model,
+            dataset,
+            flip=config.flip_test,
+            batch_size=config.batch_size,
+            device=info.device,
+            num_workers=config.workers,
+            sampler=sampler,
+        )
+        parts = all_gather_object(predictions)
+        if not info.is_main:
+            return {}
+        merged = merge_predictions(*parts)
+        if isinstance(dataset, LandmarkCsvDataset):
+            return evaluate_landmarks(merged, dataset)
+        stats, _ = evaluate_coco(merged, dataset)
+        return stats
+
+    return evaluate
 
 
 def train(config: TrainConfig) -> Path:
-    """Run ``config`` end to end: data, model, training, validation, the model folder. Returns the folder."""
-    raise NotImplementedError  # replaced once the data module is merged
+    """Run ``config`` end to end: data, model, training with validation after every epoch, the model folder.
+    Returns the folder (``config.out``). See :func:`fit` for what it holds and how several processes share it.
+    """
+    info = init_distributed_mode(config.device)
+    _prepare_out(config, resuming=config.resume is not None)  # before reading any data
+    mean, std = normalization(config)
+    train_set = build_dataset(config, config.train_ann, config.train_images, train=True, mean=mean, std=std)
+    val_set = None
+    if config.val_ann is not None:
+        val_set = build_dataset(config, config.val_ann, config.val_images, train=False, mean=mean, std=std)
+        if val_set.num_keypoints != train_set.num_keypoints:
+            raise ValueError(
+                f"the validation set {config.val_ann} has {val_set.num_keypoints} keypoints but the training set "
+                f"{config.train_ann} has {train_set.num_keypoints}"
+            )
+    evaluate = _evaluator(config)
+    return fit(config, train_set, val_set, evaluate=evaluate, normalization=(mean, std), info=info)
+
+
+# -------------------------------------------------------------------------------------------------- CLI
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``train`` command's arguments."""
+    p.add_argument("--model", required=True, help="a registered model (hrnet_w32, hrnetv2_w18, ...)")
+    p.add_argument(
+        "--train",
+        nargs=2,
+        required=True,
+        metavar=("ANN_FILE", "IMAGE_DIR"),
+        help="training data: COCO "
+        "keypoint JSON (or HRNet-Facial landmark .csv) and the folder its image names are relative to",
+    )
+    p.add_argument(
+        "--val", nargs=2, metavar=("ANN_FILE", "IMAGE_DIR"), help="validation data, scored every epoch"
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="run folder: log, checkpoints and, at the end, the model folder",
+    )
+    p.add_argument(
+        "--arch",
+        metavar="NAME|JSON|FILE",
+        help="the trunk (tiny, w18, hrnet_w48, HRNetConfig JSON or a JSON file), as `convert --arch`",
+    )
+    p.add_argument(
+        "--pretrained",
+        metavar="TAG|local-dir:DIR|hf-hub:ID",
+        help="start from these weights: a timm tag of --model (ms_in1k: the ImageNet trunk; the head starts new), "
+        "a model folder or a Hub model; default: from scratch",
+    )
+    p.add_argument(
+        "--head", choices=HEADS, default="pose", help="pose (HRNetV1 head) or landmark (default: pose)"
+    )
+    p.add_argument(
+        "--codec", choices=CODECS, default="msra", help="heatmap targets and decoding (default: msra)"
+    )
+    p.add_argument(
+        "--sigma", type=float, default=2.0, help="target Gaussian sigma in heatmap pixels (default: 2)"
+    )
+    input_size_arg(p)
+    p.add_argument(
+        "--epochs", type=int, default=210, help="default: 210 (lr x0.1 at 170/210 and 200/210 of them)"
+    )
+    p.add_argument("--batch-size", type=int, default=32, help="per process (default: 32)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    p.add_argument("--workers", type=int, default=4, help="DataLoader worker processes (default: 4)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation, order and augmentation (default: 0)")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="last",
+        metavar="CHECKPOINT",
+        help="continue an interrupted run: its checkpoint file or run folder (default: --out's last checkpoint)",
+    )
+    p.add_argument("--grad-checkpointing", action="store_true", help="recompute activations: less memory")
+    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes (CUDA)")
+    p.add_argument(
+        "--no-amp", action="store_true", help="train in float32 on CUDA too (default: bf16/fp16 autocast)"
+    )
+    p.add_argument("--no-flip-test", action="store_true", help="validate without the flip test")
+    p.add_argument("--layout", help="landmark layout of a CSV (wflw, 300w, cofw, aflw; default: by count)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda:LOCAL_RANK if available)")
+    p.add_argument("--log-every", type=int, default=50, help="a log record every N steps (0: per epoch only)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--force", action="store_true", help="start over in an existing --out")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        model=args.model,
+        train_ann=args.train[0],
+        train_images=args.train[1],
+        val_ann=args.val[0] if args.val else None,
+        val_images=args.val[1] if args.val else None,
+        out=args.out,
+        arch=args.arch,
+        pretrained=args.pretrained,
+        head=args.head,
+        codec=args.codec,
+        sigma=args.sigma,
+        input_size=tuple(args.input_size),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        workers=args.workers,
+        seed=args.seed,
+        resume=args.resume,
+        grad_checkpointing=args.grad_checkpointing,
+        sync_bn=args.sync_bn,
+        amp=not args.no_amp,
+        flip_test=not args.no_flip_test,
+        layout=args.layout,
+        device=args.device,
+        log_every=args.log_every,
+        progress=not args.no_progress,
+        force=args.force,
+    )
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from .distributed import cleanup_distributed
+
+    try:
+        out = train(config_from_args(args))
+    finally:
+        cleanup_distributed()
+    if _rank() == 0:
+        print(f"wrote {out}")
+        print(f'load it with: timm.create_model("local-dir:{out}", pretrained=True)')
+    return 0
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
