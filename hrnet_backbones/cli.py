@@ -11,7 +11,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from .cliutil import DEFAULT_MODEL, CLIError, check_size, format_table, input_size_arg
+from .cliutil import (
+    DEFAULT_MODEL,
+    CLIError,
+    check_size,
+    format_table,
+    input_size_arg,
+    load_keypoint_model,
+)
 
 __all__ = ["CLIError", "COMMANDS", "main"]
 
@@ -131,26 +138,6 @@ def _pose_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
-def _load_pose_model(spec: str):
-    from pathlib import Path
-
-    import timm
-
-    if spec.startswith(("hf-hub:", "local-dir:")):
-        return timm.create_model(spec, pretrained=True)
-    if Path(spec).is_dir():
-        if not (Path(spec) / "config.json").is_file():
-            raise CLIError(f"{spec} has no config.json; convert a checkpoint first (hrnet-backbones convert)")
-        return timm.create_model(f"local-dir:{spec}", pretrained=True)
-    if timm.is_model(spec):
-        print(
-            f"warning: {spec} is built with random weights (give a converted folder for real keypoints)",
-            file=sys.stderr,
-        )
-        return timm.create_model(spec, head="pose", num_classes=17)
-    raise CLIError(f"--model {spec!r} is neither a folder, a hub id (hf-hub:ORG/NAME) nor a registered model")
-
-
 def _pose_run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
@@ -176,7 +163,7 @@ def _pose_run(args: argparse.Namespace) -> int:
         pil = Image.open(image_path).convert("RGB")
     except (UnidentifiedImageError, OSError) as e:
         raise CLIError(f"cannot read {image_path} as an image: {e}") from None
-    model = _load_pose_model(args.model)
+    model = load_keypoint_model(args.model)
     meta = keypoint_meta(model)
     image = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0).permute(2, 0, 1)
     refine = None if args.refine == "none" else args.refine
@@ -240,6 +227,19 @@ def _push_run(args: argparse.Namespace) -> int:
     return push_run(args)
 
 
+# ------------------------------------------------------------------------------------------------- evaluate
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    from .evaluate import add_arguments
+
+    add_arguments(p)
+
+
+def _evaluate_run(args: argparse.Namespace) -> int:
+    from .evaluate import run_cli
+
+    return run_cli(args)
+
+
 # ---------------------------------------------------------------------------------------------------- bench
 def _bench_args(p: argparse.ArgumentParser) -> None:
     from .bench import add_arguments
@@ -278,6 +278,11 @@ COMMANDS: dict[
     ),
     "push": ("upload a converted folder to the Hugging Face Hub", _push_args, _push_run),
     "pose": ("keypoints of the people in boxes of an image: JSON and an overlay PNG", _pose_args, _pose_run),
+    "evaluate": (
+        "COCO AP / AR (or PCKh, or landmark NME) of a keypoint model on a data set; stats and predictions JSON",
+        _evaluate_args,
+        _evaluate_run,
+    ),
     "train": (
         "train a pose / landmark model on COCO-format data (torchrun for several processes); a model folder",
         _train_args,

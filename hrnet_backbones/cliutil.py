@@ -7,9 +7,20 @@ dependencies point one way: ``cli`` -> command modules -> ``cliutil``.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-__all__ = ["CLIError", "DEFAULT_INPUT_SIZE", "DEFAULT_MODEL", "check_size", "format_table", "input_size_arg"]
+__all__ = [
+    "CLIError",
+    "DEFAULT_INPUT_SIZE",
+    "DEFAULT_MODEL",
+    "check_size",
+    "format_table",
+    "input_size_arg",
+    "load_keypoint_model",
+]
 
 DEFAULT_MODEL = "hrnet_w32"
 DEFAULT_INPUT_SIZE = (256, 192)
@@ -47,3 +58,23 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def load_keypoint_model(spec: str, num_keypoints: int = 17) -> Any:
+    """A keypoint model from a converted / trained folder, ``local-dir:DIR``, ``hf-hub:ORG/NAME`` or (with random
+    weights and a warning) a registered model name with a ``num_keypoints`` pose head."""
+    import timm
+
+    if spec.startswith(("hf-hub:", "local-dir:")):
+        return timm.create_model(spec, pretrained=True)
+    if Path(spec).is_dir():
+        if not (Path(spec) / "config.json").is_file():
+            raise CLIError(f"{spec} has no config.json; convert a checkpoint first (hrnet-backbones convert)")
+        return timm.create_model(f"local-dir:{spec}", pretrained=True)
+    if timm.is_model(spec):
+        print(
+            f"warning: {spec} is built with random weights (give a converted folder for real keypoints)",
+            file=sys.stderr,
+        )
+        return timm.create_model(spec, head="pose", num_classes=num_keypoints)
+    raise CLIError(f"model {spec!r} is neither a folder, a hub id (hf-hub:ORG/NAME) nor a registered model")

@@ -25,7 +25,7 @@ from .keypoints import (
     transform_preds,
 )
 
-__all__ = ["KeypointMeta", "keypoint_meta", "predict_keypoints"]
+__all__ = ["KeypointMeta", "decode_to_image", "keypoint_meta", "predict_keypoints"]
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,30 @@ def predict_keypoints(
     hm_h, hm_w = heatmaps.shape[-2:]
     codec_cls = UDPHeatmap if udp else MSRAHeatmap
     codec = codec_cls(input_size=(w, h), heatmap_size=(hm_w, hm_h), sigma=meta.sigma)
+    return decode_to_image(codec, heatmaps, center, scale, refine=refine)
+
+
+def decode_to_image(
+    codec: MSRAHeatmap | UDPHeatmap,
+    heatmaps: torch.Tensor,
+    center: torch.Tensor,
+    scale: torch.Tensor,
+    *,
+    refine: str | None = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Heatmaps of top-down crops to keypoints in image pixels: the codec's decoding, then the inverse of the crop
+    affine (``transform_preds``; the UDP affine for a :class:`UDPHeatmap`).
+
+    Args:
+        codec: the codec of the crops (its ``input_size`` is the crop's ``(w, h)``).
+        heatmaps: ``(N, K, H, W)`` model output (any float dtype; decoded in float32).
+        center, scale: ``(N, 2)`` of the crops (``scale`` in units of 200 px, see ``box_to_center_scale``).
+        refine: ``"auto"`` (the codec's own), ``"quarter"``, ``"dark"``, ``"udp"`` or ``None`` (argmax).
+
+    Returns:
+        ``keypoints (N, K, 2)`` ``(x, y)`` in image pixels and ``scores (N, K)``.
+    """
     kwargs = {} if refine == "auto" else {"refine": refine}
     keypoints, scores = codec.decode(heatmaps.float(), **kwargs)
-    return transform_preds(keypoints, center, scale, (w, h), udp=udp), scores
+    udp = isinstance(codec, UDPHeatmap)
+    return transform_preds(keypoints, center, scale, codec.input_size, udp=udp), scores
