@@ -650,7 +650,7 @@ def fit(
         state.history.append(record)
         if info.is_main:
             log.write(record)
-            say(_epoch_line(record, config, run_eta(0)))
+            say(_epoch_line(record, config, run_eta(steps_per_epoch)))
             with atomic_path(out / CHECKPOINT) as tmp:
                 torch.save(state.checkpoint(config, meta), tmp)
         barrier()
