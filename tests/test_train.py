@@ -242,34 +242,6 @@ def test_two_process_ddp_gradients_equal_one_process_with_the_doubled_batch(tmp_
         torch.testing.assert_close(ddp_grads[name], p.grad, rtol=0, atol=1e-5 * scale, msg=name)
 
 
-def _fit_worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
-    torch.set_num_threads(1)
-    try:
-        fit(config(Path(out), epochs=2), Squares(16))
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def test_a_two_process_run_writes_one_folder_from_rank_0(tmp_path):
-    out = tmp_path / "run"
-    mp.spawn(_fit_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
-    records = log_records(out)
-    epochs = [r for r in records if "time_s" in r]
-    assert [r["step"] for r in epochs] == [2, 4]  # 16 squares / (4 per process x 2 processes) = 2 steps
-    assert len(records) == 6  # rank 0 alone logs: 4 step records + 2 epoch records
-    model = timm.create_model(f"local-dir:{out}", pretrained=True)
-    assert model.num_classes == 3
-    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
-
-
 def test_sync_bn_on_the_cpu_is_refused_with_the_reason():
     from hrnet_backbones.train import _wrap
 

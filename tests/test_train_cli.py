@@ -61,7 +61,10 @@ def test_the_log_holds_the_validation_ap_of_every_epoch(trained):
 
 def test_pose_takes_the_trained_folder(trained, coco, tmp_path, capsys):
     image = coco[1] / "img1.png"
-    assert main(["pose", str(image), "--model", str(trained), "--box", "10,8,30,60", "--out", str(tmp_path)]) == 0
+    assert (
+        main(["pose", str(image), "--model", str(trained), "--box", "10,8,30,60", "--out", str(tmp_path)])
+        == 0
+    )
     record = json.loads((tmp_path / "img1.keypoints.json").read_text())
     assert len(record["people"][0]["keypoints"]) == 17
 
@@ -69,8 +72,11 @@ def test_pose_takes_the_trained_folder(trained, coco, tmp_path, capsys):
 def test_evaluate_takes_the_trained_folder(trained, coco, tmp_path, capsys):
     stats = tmp_path / "stats.json"
     ann, images = coco
-    assert main(["evaluate", str(trained), "--ann", str(ann), "--images", str(images), "--json", str(stats)]) == 0
-    assert 0.0 <= json.loads(stats.read_text())["AP"] <= 1.0
+    assert (
+        main(["evaluate", str(trained), "--ann", str(ann), "--images", str(images), "--json", str(stats)])
+        == 0
+    )
+    assert 0.0 <= json.loads(stats.read_text())["stats"]["AP"] <= 1.0
 
 
 def test_push_dry_run_takes_the_trained_folder(trained, capsys):
