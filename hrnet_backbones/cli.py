@@ -266,6 +266,19 @@ def _train_run(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+# ---------------------------------------------------------------------------------------------------- synth
+def _synth_args(p: argparse.ArgumentParser) -> None:
+    from .synth import synth_args
+
+    synth_args(p)
+
+
+def _synth_run(args: argparse.Namespace) -> int:
+    from .synth import synth_run
+
+    return synth_run(args)
+
+
 COMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
@@ -292,6 +305,11 @@ COMMANDS: dict[
         "throughput against timm's built-in HRNet (img/s, latency, memory, TFLOP/s; JSON, CSV, PNG)",
         _bench_args,
         _bench_run,
+    ),
+    "synth": (
+        "synthetic keypoint data that needs no download: figures (COCO JSON) or faces (landmark CSV)",
+        _synth_args,
+        _synth_run,
     ),
 }
 

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from hrnet_backbones.fileio import atomic_path, atomic_write_text, refuse_existing
+from hrnet_backbones.fileio import atomic_folder, atomic_path, atomic_write_text, refuse_existing
 
 
 @pytest.fixture
@@ -44,3 +44,37 @@ def test_refuse_existing_names_every_existing_path_unless_forced(tmp_path):
         refuse_existing([tmp_path / "a", tmp_path / "b", tmp_path / "c"], force=False)
     refuse_existing([tmp_path / "a"], force=True)
     refuse_existing([tmp_path / "c"], force=False)
+
+
+def test_an_atomic_folder_appears_complete_with_the_umask_permissions(tmp_path, umask_022):
+    with atomic_folder(tmp_path / "out") as tmp:
+        (tmp / "a.txt").write_text("a")
+        assert not (tmp_path / "out").exists()
+    assert (tmp_path / "out" / "a.txt").read_text() == "a"
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_failed_atomic_folder_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError), atomic_folder(tmp_path / "out") as tmp:
+        (tmp / "half.txt").write_text("half")
+        raise RuntimeError("disk full")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_atomic_folder_replaces_a_non_empty_one_only_with_force(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_text("old")
+    with pytest.raises(FileExistsError, match="--force"), atomic_folder(tmp_path / "out"):
+        pass
+    with atomic_folder(tmp_path / "out", force=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_an_atomic_folder_never_replaces_a_file(tmp_path):
+    (tmp_path / "out").write_text("a file")
+    with pytest.raises(FileExistsError, match="not a folder"), atomic_folder(tmp_path / "out", force=True):
+        pass
+    assert (tmp_path / "out").read_text() == "a file"
