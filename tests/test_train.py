@@ -248,3 +248,28 @@ def test_sync_bn_on_the_cpu_is_refused_with_the_reason():
     model = timm.create_model("hrnet_w32", arch=json.loads(MICRO_ARCH), head="pose", num_classes=3)
     with pytest.raises(ValueError, match="needs CUDA"):
         _wrap(model, DistInfo(rank=0, world_size=2), sync_bn=True)
+
+
+# ------------------------------------------------------------------------------------------ start and options
+def test_an_imagenet_trunk_starts_a_pose_model_without_its_classifier(tmp_path):
+    """The usual start: a classification folder (here the tiny official ImageNet fixture, converted) gives the
+    trunk; the classifier is dropped and the heatmap layer starts new."""
+    from hrnet_backbones.convert import convert_checkpoint
+    from tests.fixture_data import tiny_dir
+
+    _, trunk = convert_checkpoint(tiny_dir("cls") / "checkpoint.pth", tmp_path / "in1k", complexity=False)
+    run = config(tmp_path / "run", arch=None, epochs=1, lr=1e-12, pretrained=f"local-dir:{trunk}")
+    out = fit(run, Squares(8))
+    source, trained = load_file(str(trunk / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert not any(k.startswith(("classifier.", "incre_modules.")) for k in trained)
+    torch.testing.assert_close(trained["conv1.weight"], source["conv1.weight"], rtol=0, atol=1e-9)
+    assert float(trained["head.final_layer.weight"].std()) < 0.01  # the official N(0, 0.001) start
+
+
+def test_gradient_checkpointing_trains_the_same_parameters(tmp_path):
+    plain = fit(config(tmp_path / "plain", epochs=1), Squares(8))
+    saved = fit(config(tmp_path / "saved", epochs=1, grad_checkpointing=True), Squares(8))
+    a, b = load_file(str(plain / "model.safetensors")), load_file(str(saved / "model.safetensors"))
+    params = [k for k in a if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    for k in params:  # buffers differ: the recomputed forward updates BatchNorm statistics once more
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-7, msg=k)

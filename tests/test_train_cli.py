@@ -158,3 +158,20 @@ def test_torchrun_with_two_processes_writes_one_folder(coco, tmp_path):
     assert all(0.0 <= r["val"]["AP"] <= 1.0 for r in epochs)  # predictions gathered from both ranks
     assert done.stdout.count("wrote ") == 1
     assert timm.create_model(f"local-dir:{out}", pretrained=True).num_classes == 17
+
+
+def test_a_landmark_model_trains_on_a_face_csv_and_reports_nme(tmp_path, capsys):
+    from hrnet_backbones.synth import make_face_dataset
+
+    faces = make_face_dataset(tmp_path / "faces", 5, seed=0, val_fraction=0.4, image_size=64)
+    images = faces.root / "images"
+    out = tmp_path / "run"
+    args = ["train", "--model", "hrnetv2_w18", "--arch", MICRO_ARCH, "--head", "landmark"]
+    args += ["--train", str(faces.train_ann), str(images), "--val", str(faces.val_ann), str(images)]
+    args += ["--out", str(out), "--input-size", "32", "32", "--epochs", "1", "--batch-size", "3"]
+    assert main([*args, "--workers", "0", "--no-progress"]) == 0
+    record = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    assert record["val"]["NME"] > 0
+    model = timm.create_model(f"local-dir:{out}", pretrained=True)
+    assert model.pretrained_cfg["task"] == "landmark" and model.num_classes == 68
+    assert model.pretrained_cfg["dataset"] == "300w"
