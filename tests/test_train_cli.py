@@ -175,3 +175,33 @@ def test_a_landmark_model_trains_on_a_face_csv_and_reports_nme(tmp_path, capsys)
     model = timm.create_model(f"local-dir:{out}", pretrained=True)
     assert model.pretrained_cfg["task"] == "landmark" and model.num_classes == 68
     assert model.pretrained_cfg["dataset"] == "300w"
+
+
+def test_a_timm_imagenet_tag_starts_the_trunk_through_the_hub_cache(coco, tmp_path):
+    """--pretrained ms_in1k: timm's hrnet_w18.ms_in1k file (here random weights in an offline Hub cache)."""
+    from safetensors.torch import load_file, save_file
+
+    from tests.hub_cache import populate_hub_cache
+
+    weights = tmp_path / "model.safetensors"
+    save_file(timm.create_model("hrnet_w18").state_dict(), str(weights))
+    populate_hub_cache(tmp_path / "hub", "timm/hrnet_w18.ms_in1k", {"model.safetensors": weights})
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+        "HF_HOME": str(tmp_path / "home"),
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+    }
+    args = train_args(coco, tmp_path / "run", "--pretrained", "ms_in1k", "--lr", "1e-12")
+    args[args.index("--arch") : args.index("--arch") + 2] = []  # the tag's architecture: the full W18
+    args[args.index("--model") + 1] = "hrnet_w18"
+    args[args.index("--epochs") + 1] = "1"
+    done = subprocess.run(
+        [sys.executable, "-m", "hrnet_backbones", *args], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    source, trained = load_file(str(weights)), load_file(str(tmp_path / "run" / "model.safetensors"))
+    torch.testing.assert_close(trained["conv1.weight"], source["conv1.weight"], rtol=0, atol=1e-9)
+    assert "classifier.weight" not in trained and trained["head.final_layer.weight"].shape[0] == 17
