@@ -1,7 +1,7 @@
 """Training top-down keypoint models: ``hrnet-backbones train`` and its Python API, :func:`train`.
 
 One run reads COCO-format keypoint data (or the HRNet-Facial landmark CSV), trains with the official recipe
-(Adam, lr 1e-3, x0.1 at 170/210 and 200/210 of the epochs, MSE on heatmaps with per-joint weights), evaluates on
+(Adam, lr 1e-3, x0.1 at 170/210 and 200/210 of the epochs, heatmap MSE with the target weights), evaluates on
 the validation set after every epoch and writes, into ``--out``:
 
 * ``log.jsonl``: one JSON record per epoch (and one every ``log_every`` steps);
@@ -604,6 +604,7 @@ def fit(
     state = TrainState(model, optimizer, scheduler, scaler, history=[])
     criterion = KeypointMSELoss(use_target_weight=True)
 
+    barrier()  # every rank has checked `out` (above) before rank 0 creates it
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         if resume is None:
