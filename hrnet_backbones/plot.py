@@ -67,6 +67,7 @@ def _panel(
     ylabel: str,
     tick_labels: dict[float, str] | None = None,
     log_x: bool = True,
+    empty: str = "no rows vary along this axis",
 ) -> None:
     ox, oy = origin
     left, top = ox + _MARGIN, oy + 36
@@ -76,7 +77,7 @@ def _panel(
     draw.rectangle([left, top, right, bottom], outline=(0, 0, 0))
     points = [p for pts in series.values() for p in pts]
     if not points:
-        draw.text((left + 10, top + 10), "no rows vary along this axis", fill=(90, 90, 90), font=small)
+        draw.text((left + 10, top + 10), empty, fill=(90, 90, 90), font=small)
         return
     xs = sorted({p[0] for p in points})
     scale = math.log if log_x else float
@@ -180,7 +181,17 @@ def plot_training(
     panels = (("loss", "training loss", list(loss)), (metric_name, f"validation {metric_name}", list(metric)))
     for i, (ylabel, name, points) in enumerate(panels):
         series = {name: points} if points else {}
-        _panel(draw, (i * _PANEL_W, 24), series, {name: _PALETTE[i]}, "epoch", name, ylabel, log_x=False)
+        _panel(
+            draw,
+            (i * _PANEL_W, 24),
+            series,
+            {name: _PALETTE[i]},
+            "epoch",
+            name,
+            ylabel,
+            log_x=False,
+            empty="no validation set" if i else "no epochs",
+        )
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
