@@ -110,16 +110,11 @@ def predict_dataset(
                     f"the model returns heatmaps {tuple(heatmaps.shape[1:])} but the data set has "
                     f"{base.num_keypoints} keypoints and the codec a heatmap of (H, W) = {codec.heatmap_size[::-1]}"
                 )
-            keypoints, scores = decode_to_image(
-                codec,
-                heatmaps.float().cpu(),
-                batch["center"].double(),
-                batch["scale"].double(),
-                refine=refine,
-            )
-            flat = torch.cat((keypoints.double(), scores.double()[..., None]), dim=-1).reshape(
-                len(images), -1
-            )
+            # decoded where the model ran (the codecs are batched torch code), then brought to the CPU
+            center, scale = batch["center"].to(device), batch["scale"].to(device)
+            keypoints, scores = decode_to_image(codec, heatmaps.float(), center, scale, refine=refine)
+            flat = torch.cat((keypoints.cpu().double(), scores.cpu().double()[..., None]), dim=-1)
+            flat = flat.reshape(len(images), -1)
             for row, image_id, score, index in zip(
                 flat.tolist(), batch["image_id"].tolist(), batch["score"].tolist(), batch["index"].tolist()
             ):
@@ -398,6 +393,17 @@ def _model_codec(model: nn.Module, input_size: tuple[int, int]):
     return MSRAHeatmap((w, h), heatmap, sigma=sigma, unbiased=bool(spec.get("unbiased", False)))
 
 
+def _worker_message(error: BaseException) -> str:
+    """The original one-line message of an error re-raised from a DataLoader worker (PyTorch prefixes it with
+    "Caught ValueError in DataLoader worker process 0" and the worker's traceback)."""
+    text = str(error)
+    if "DataLoader worker" not in text:
+        return text
+    last = text.strip().splitlines()[-1]
+    prefix = f"{type(error).__name__}: "
+    return last[len(prefix) :] if last.startswith(prefix) else last
+
+
 def run_cli(args: argparse.Namespace) -> int:
     from .cliutil import load_keypoint_model
     from .fileio import atomic_write_text, refuse_existing
@@ -435,15 +441,20 @@ def run_cli(args: argparse.Namespace) -> int:
         )
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     refine = None if args.refine == "none" else args.refine
-    predictions = predict_dataset(
-        model,
-        dataset,
-        flip=args.flip,
-        refine=refine,
-        batch_size=args.batch_size,
-        device=device,
-        num_workers=args.workers,
-    )
+    if refine == "auto":  # a decoding recorded with the codec (trained folders) wins over the codec's default
+        refine = ((getattr(model, "pretrained_cfg", None) or {}).get("codec") or {}).get("refine", "auto")
+    try:
+        predictions = predict_dataset(
+            model,
+            dataset,
+            flip=args.flip,
+            refine=refine,
+            batch_size=args.batch_size,
+            device=device,
+            num_workers=args.workers,
+        )
+    except (ValueError, OSError) as e:
+        raise CLIError(_worker_message(e)) from None
     if kind == "landmarks":
         stats = evaluate_landmarks(predictions, dataset)
         results = [{k: v for k, v in p.items() if k != "index"} for p in predictions]

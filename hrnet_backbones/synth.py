@@ -10,7 +10,13 @@ official code and mmpose read, so the data pipeline, ``train`` and ``evaluate`` 
   after ``scale`` as the official AFLW files do);
 
 and ``DIR/synth.json`` describing the set. Everything is drawn with Pillow / NumPy and encoded by Pillow (JPEG,
-quality 90); a seed gives byte-identical files.
+quality 90); a seed gives byte-identical files (with the same Pillow and NumPy).
+
+Pose annotations: ``bbox`` and ``area`` are those of the figure's whole silhouette inside the image, parts hidden
+behind other things included (so the box holds every labelled keypoint); ``v = 2`` where the keypoint's own limb
+is on top, ``v = 1`` where something else covers it (another person, an object, the figure's own torso),
+``v = 0`` with ``x = y = 0`` outside the image and for the nose and eyes of a figure turned away. Crowds of small
+figures are one ``iscrowd = 1`` annotation each (silhouette box and area, no keypoints).
 
 Pixel coordinates follow the package: pixel centres at integers, ``x`` right, ``y`` down; a horizontal flip of a
 ``W``-wide image maps ``x`` to ``W - 1 - x``.
@@ -53,6 +59,7 @@ __all__ = [
     "make_face_dataset",
     "make_pose_dataset",
     "mean_pose_baseline_ap",
+    "mean_shape_baseline_nme",
     "render_face",
     "render_figure",
     "synth_args",
@@ -359,7 +366,9 @@ def _random_side(rng: np.random.Generator) -> _Side:
 
 
 def _random_figure(rng: np.random.Generator, center: tuple[float, float], height: float) -> FigurePose:
-    rot = rng.normal(0, 0.35) if rng.random() < 0.85 else rng.uniform(-math.pi, math.pi)
+    rot = (
+        rng.normal(0, 0.3) if rng.random() < 0.95 else rng.uniform(-math.pi, math.pi)
+    )  # now and then any angle
     skin_base = rng.uniform(0.3, 1.0)
     return FigurePose(
         center=center,
@@ -408,6 +417,9 @@ def _figure_geometry(f: FigurePose) -> dict[str, np.ndarray]:
         kn = hp + _direction(p.leg, s) * p.thigh
         an = kn + _direction(p.leg + p.knee, s) * p.shin
         pts |= {f"{side}_sh": sh, f"{side}_el": el, f"{side}_wr": wr, f"{side}_hip": hp}
+        # the torso's corners lie a little outside the shoulder and hip joints
+        pts[f"{side}_torso_top"] = neck + upper @ np.array([s * (sw + 0.025), 0.0])
+        pts[f"{side}_torso_bottom"] = np.array([s * (hw + 0.035), 0.04])
         pts |= {f"{side}_kn": kn, f"{side}_an": an}
         pts[f"{side}_hand"] = wr + upper @ (_direction(p.arm + p.elbow, s) * 0.03)
         pts[f"{side}_toe"] = an + _direction(p.leg + p.knee - s * sl * 1.2, s) * 0.05
@@ -456,14 +468,12 @@ class _Canvas:
         self.draw.polygon(pts, fill=color)
         self.owner_draw.polygon(pts, fill=owner)
 
-    def mark(self, pts, color, owner: int | None = None) -> None:
+    def mark(self, pts, color) -> None:
         """Paint without changing ownership (features drawn on a part)."""
         self.draw.polygon(pts, fill=color)
-        if owner is not None:
-            self.owner_draw.polygon(pts, fill=owner)
 
 
-OTHER = 1  # the ownership id of occluders and crowds
+_OTHER = 1  # the ownership id of occluders and crowds
 
 
 def _draw_figure(canvas: _Canvas, f: FigurePose, owner_base: int, mask: ImageDraw.ImageDraw | None) -> dict:
@@ -479,12 +489,12 @@ def _draw_figure(canvas: _Canvas, f: FigurePose, owner_base: int, mask: ImageDra
 
     for side, p in (("l", f.left), ("r", f.right)):
         fore_col = f.skin if f.short_sleeves else f.shirt
-        limb(p.arm_z, f"{side}_sh", f"{side}_el", 0.04, 0.034, f.shirt, outline, f"{side}_upperarm")
-        limb(p.arm_z + 0.01, f"{side}_el", f"{side}_wr", 0.033, 0.026, fore_col, outline, f"{side}_forearm")
-        limb(p.arm_z + 0.02, f"{side}_wr", f"{side}_hand", 0.03, 0.026, f.skin, None, f"{side}_hand")
+        limb(p.arm_z, f"{side}_sh", f"{side}_el", 0.05, 0.043, f.shirt, outline, f"{side}_upperarm")
+        limb(p.arm_z + 0.01, f"{side}_el", f"{side}_wr", 0.041, 0.032, fore_col, outline, f"{side}_forearm")
+        limb(p.arm_z + 0.02, f"{side}_wr", f"{side}_hand", 0.034, 0.03, f.skin, None, f"{side}_hand")
         shin_col = f.skin if f.shorts else f.pants
-        limb(p.leg_z, f"{side}_hip", f"{side}_kn", 0.055, 0.043, f.pants, pant_line, f"{side}_thigh")
-        limb(p.leg_z + 0.01, f"{side}_kn", f"{side}_an", 0.042, 0.032, shin_col, pant_line, f"{side}_shin")
+        limb(p.leg_z, f"{side}_hip", f"{side}_kn", 0.07, 0.055, f.pants, pant_line, f"{side}_thigh")
+        limb(p.leg_z + 0.01, f"{side}_kn", f"{side}_an", 0.053, 0.04, shin_col, pant_line, f"{side}_shin")
         limb(
             p.leg_z + 0.02,
             f"{side}_an",
@@ -495,10 +505,7 @@ def _draw_figure(canvas: _Canvas, f: FigurePose, owner_base: int, mask: ImageDra
             None,
             f"{side}_foot",
         )
-    torso = [g["l_sh"], g["r_sh"], g["r_hip"], g["l_hip"]]
-    # widen the torso quad a little beyond the joints so shoulders and hips sit inside it
-    c = np.mean(torso, axis=0)
-    torso = [tuple(c + (p - c) * 1.12) for p in torso]
+    torso = [tuple(g[k]) for k in ("l_torso_top", "r_torso_top", "r_torso_bottom", "l_torso_bottom")]
     items.append((2.0, ("torso", torso)))
     items.append((2.5, ("neck",)))
     items.append((4.0, ("ears",)))
@@ -617,9 +624,9 @@ def _pose_image(rng: np.random.Generator, h: int, w: int) -> tuple[Image.Image, 
             fh = rng.uniform(0.1, 0.18) * s
             c = (x0 + rng.uniform(0, 1) * rw, y0 + rng.uniform(0, 1) * rh)
             f = _random_figure(rng, c, fh)
-            _draw_figure(canvas, replace(f, rotation=f.rotation * 0.3), OTHER, mdraw)
+            _draw_figure(canvas, replace(f, rotation=f.rotation * 0.3), _OTHER, mdraw)
         m = np.asarray(mask) > 0
-        canvas.owner.paste(OTHER, mask=mask)
+        canvas.owner.paste(_OTHER, mask=mask)
         if m.any():
             anns.append(_annotation_from_mask(m, np.zeros((17, 3)), iscrowd=1))
 
@@ -640,7 +647,7 @@ def _pose_image(rng: np.random.Generator, h: int, w: int) -> tuple[Image.Image, 
         before = canvas.img.copy()
         _occluder(canvas.draw, rng, x, y, f.height * rng.uniform(0.15, 0.4))
         changed = np.any(np.asarray(canvas.img) != np.asarray(before), axis=2)
-        canvas.owner.paste(OTHER, mask=Image.fromarray((changed * 255).astype(np.uint8)))
+        canvas.owner.paste(_OTHER, mask=Image.fromarray((changed * 255).astype(np.uint8)))
 
     owner = np.asarray(canvas.owner)
     for f, g, base, mask in figures:
@@ -1266,6 +1273,45 @@ def make_face_dataset(
     return _paths(out, "face_landmarks_{}.csv")
 
 
+def _read_face_csv(
+    path: str | Path,
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(header, centres (N, 2), scales (N,), landmarks (N, K, 2), box sizes (N,) or None)`` of a face CSV."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    if not rows or rows[0][:2] != ["image_name", "scale"]:
+        raise ValueError(f"{path} is not a face landmark CSV (header image_name, scale, ...)")
+    header, body = rows[0], rows[1:]
+    first = 5 if "box_size" in header else 4
+    values = np.array([r[1:] for r in body], np.float64).reshape(len(body), len(header) - 1)
+    box = values[:, 1] if first == 5 else None
+    return (
+        header,
+        values[:, first - 3 : first - 1],
+        values[:, 0],
+        values[:, first - 1 :].reshape(len(body), -1, 2),
+        box,
+    )
+
+
+def mean_shape_baseline_nme(
+    train_csv: str | Path, val_csv: str | Path, layout: str | KeypointLayout
+) -> float:
+    """NME of a constant predictor on a face CSV: the training set's mean landmarks, relative to the face box
+    (``(xy - centre) / (scale * 200)``), placed in every validation box; scored by
+    :func:`hrnet_backbones.keypoints.nme` (the layout's normaliser; ``box_size`` for AFLW)."""
+    from .keypoints.metrics import nme
+
+    lay = _face_layout(layout)
+    _, centres, scales, pts, _ = _read_face_csv(train_csv)
+    if pts.shape[1] != lay.num_keypoints:
+        raise ValueError(f"{train_csv} has {pts.shape[1]} landmarks, layout {lay.name} {lay.num_keypoints}")
+    mean = ((pts - centres[:, None]) / (scales[:, None, None] * 200)).mean(0)
+    _, v_centres, v_scales, v_pts, box = _read_face_csv(val_csv)
+    pred = v_centres[:, None] + mean[None] * v_scales[:, None, None] * 200
+    return float(nme(pred, v_pts, layout=lay, norm_factor=box))
+
+
 # ============================================================================================ CLI
 def synth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty, unless --force)")
@@ -1319,4 +1365,9 @@ def synth_run(args: argparse.Namespace) -> int:
     if args.kind == "pose" and counts["val"]["people"]:
         ap = mean_pose_baseline_ap(paths.train_ann, paths.val_ann)
         print(f"  a constant mean pose in the val boxes scores AP {ap:.3f} (a keypoint model must beat it)")
+    if args.kind == "face" and counts["val"]["images"]:
+        err = mean_shape_baseline_nme(paths.train_ann, paths.val_ann, info["layout"])
+        print(
+            f"  a constant mean shape in the val boxes scores NME {err:.4f} (a landmark model must beat it)"
+        )
     return 0

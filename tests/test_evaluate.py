@@ -23,7 +23,7 @@ from hrnet_backbones.evaluate import (
     oks_nms,
     predict_dataset,
 )
-from hrnet_backbones.keypoints import COCO_KEYPOINTS, W300_68, MSRAHeatmap
+from hrnet_backbones.keypoints import COCO_KEYPOINTS, W300_68, MSRAHeatmap, UDPHeatmap, flip_back
 from hrnet_backbones.keypoints.data import CocoKeypointDataset, LandmarkCsvDataset, TopDownTransform
 from tests.coco_fixture import coco_dict, write_coco
 from tests.test_keypoints_data import face_transform, write_landmark_csv
@@ -31,12 +31,13 @@ from tests.test_keypoints_data import face_transform, write_landmark_csv
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def eval_transform(size=(64, 48), unbiased=True) -> TopDownTransform:
+def eval_transform(size=(64, 48), codec: str = "dark") -> TopDownTransform:
     h, w = size
-    codec = MSRAHeatmap((w, h), (w // 4, h // 4), sigma=2.0, unbiased=unbiased)
-    return TopDownTransform(
-        size, codec, mean=MEAN, std=STD, flip_pairs=COCO_KEYPOINTS.flip_pairs, train=False
-    )
+    if codec == "udp":
+        c = UDPHeatmap((w, h), (w // 4, h // 4), sigma=2.0)
+    else:
+        c = MSRAHeatmap((w, h), (w // 4, h // 4), sigma=2.0, unbiased=codec == "dark")
+    return TopDownTransform(size, c, mean=MEAN, std=STD, flip_pairs=COCO_KEYPOINTS.flip_pairs, train=False)
 
 
 @pytest.fixture
@@ -62,16 +63,22 @@ def perfect_predictions(ds: CocoKeypointDataset) -> list[dict]:
 
 
 class Oracle(nn.Module):
-    """Returns the data set's own target heatmaps, in loader order: a model that is exactly right."""
+    """Returns the data set's own target heatmaps, in loader order: a model that is exactly right. With
+    ``mirrored`` it expects flip-test batches (N crops, then their N mirror images) and answers the mirror images
+    with the mirrored maps of each left/right partner (exact for UDP, whose flip is pixel-aligned)."""
 
-    def __init__(self, targets: list[torch.Tensor]) -> None:
+    def __init__(self, targets: list[torch.Tensor], mirrored: bool = False) -> None:
         super().__init__()
         self.anchor = nn.Parameter(torch.zeros(()))
         self.queue = list(targets)
+        self.mirrored = mirrored
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, self.queue = self.queue[: len(x)], self.queue[len(x) :]
-        return torch.stack(out)
+        n = len(x) // 2 if self.mirrored else len(x)
+        out, self.queue = torch.stack(self.queue[:n]), self.queue[n:]
+        if self.mirrored:
+            out = torch.cat((out, flip_back(out, COCO_KEYPOINTS.flip_pairs, shift=False)))
+        return out
 
 
 # ------------------------------------------------------------------------------------------------ COCO AP
@@ -162,21 +169,23 @@ def test_detections_are_deduplicated_by_oks_nms(coco, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ predicting
-def test_predict_dataset_decodes_an_exact_model_back_to_the_annotated_keypoints(coco):
-    ds = CocoKeypointDataset(
-        *coco, eval_transform(size=(128, 96))
-    )  # 24x32 heatmaps: keypoints 2 sigma inside
-    oracle = Oracle([ds[i]["heatmaps"] for i in range(len(ds))])
-    preds = predict_dataset(oracle, ds, flip=False, batch_size=2)
+@pytest.mark.parametrize(("codec", "flip"), [("dark", False), ("udp", False), ("udp", True)])
+def test_predict_dataset_decodes_an_exact_model_back_to_the_annotated_keypoints(coco, codec, flip):
+    ds = CocoKeypointDataset(*coco, eval_transform(size=(128, 96), codec=codec))  # 24x32 maps
+    oracle = Oracle([ds[i]["heatmaps"] for i in range(len(ds))], mirrored=flip)
+    preds = predict_dataset(oracle, ds, flip=flip, batch_size=2)
     assert [p["index"] for p in preds] == [0, 1, 2] and [p["image_id"] for p in preds] == [1, 2, 3]
     checked = 0
     for i, (p, inst) in enumerate(zip(preds, ds.instances)):
         kp = np.asarray(p["keypoints"]).reshape(-1, 3)
-        hm = ds[i]["keypoints"][:, :2].numpy() / 4  # heatmap position; DARK is exact 2 sigma inside the map
+        hm = ds[i]["keypoints"][:, :2].numpy() / np.asarray(
+            getattr(ds.transform.codec, "scale_factor", (4, 4))
+        )  # heatmap position; DARK is exact 2 sigma inside the map
         inside = (hm.min(1) >= 4) & (hm[:, 0] <= 23 - 4) & (hm[:, 1] <= 31 - 4)
         use = (inst.keypoints[:, 2] > 0) & inside
         err = np.linalg.norm(kp[:, :2] - inst.keypoints[:, :2], axis=1)[use]
-        assert err.max(initial=0) < 0.01  # image px (about 0.4 image px per input px here)
+        image_px_per_input_px = ds[i]["scale"][0].item() * 200 / 96
+        assert err.max(initial=0) / image_px_per_input_px < 0.1
         checked += use.sum()
     assert checked >= 20
     stats, _ = evaluate_coco(preds, ds)
@@ -338,9 +347,106 @@ def test_evaluate_command_rejects_a_keypoint_count_that_contradicts_the_model(tm
         ),
     ],
 )
-def test_evaluate_command_reports_bad_data_in_one_line_and_exits_2(coco, model_dir, capsys, damage, message):
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_evaluate_command_reports_bad_data_in_one_line_and_exits_2(
+    coco, model_dir, capsys, damage, message, workers
+):
     damage(*coco)
-    assert main(["evaluate", str(model_dir), "--ann", str(coco[0]), "--images", str(coco[1])]) == 2
+    argv = ["evaluate", str(model_dir), "--ann", str(coco[0]), "--images", str(coco[1]), "--workers", workers]
+    assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("hrnet-backbones evaluate: error:") and len(err.splitlines()) == 1
     assert __import__("re").search(message, err), err
+
+
+def test_evaluate_command_on_detections_with_a_score_threshold(coco, model_dir, tmp_path, capsys):
+    det_file = tmp_path / "dets.json"
+    dets = [
+        {"image_id": 1, "category_id": 1, "bbox": [10, 8, 30, 60], "score": 0.9},
+        {"image_id": 2, "category_id": 1, "bbox": [60, 0, 30, 40], "score": 0.2},
+    ]
+    det_file.write_text(json.dumps(dets))
+    argv = ["evaluate", str(model_dir), "--ann", str(coco[0]), "--images", str(coco[1])]
+    assert main([*argv, "--detections", str(det_file), "--score-threshold", "0.5"]) == 0
+    assert "1 instances from detections" in capsys.readouterr().out
+
+
+def test_pckh_of_the_mpii_layout_leaves_out_pelvis_and_thorax(tmp_path):
+    from hrnet_backbones.keypoints import MPII_KEYPOINTS
+
+    data = coco_dict()
+    data["categories"][0].update(keypoints=list(MPII_KEYPOINTS.keypoint_names), skeleton=[])
+    for a in data["annotations"]:
+        a["keypoints"] = a["keypoints"][:48]
+        a["head_bbox"] = [0, 0, 6.0, 8.0]
+    h, w = 64, 48
+    transform = TopDownTransform(
+        (h, w), MSRAHeatmap((w, h), (w // 4, h // 4)), mean=MEAN, std=STD, flip_pairs=(), train=False
+    )
+    ds = CocoKeypointDataset(*write_coco(tmp_path, data), transform)
+    assert ds.layout.name == "mpii" and ds.layout.flip_pairs == MPII_KEYPOINTS.flip_pairs
+    preds = perfect_predictions(ds)
+    for p in preds:
+        kp = np.asarray(p["keypoints"]).reshape(-1, 3)
+        kp[6:8, :2] += 50.0  # pelvis and thorax far off
+        p["keypoints"] = kp.reshape(-1).tolist()
+    assert evaluate_pckh(preds, ds) == {"PCKh@0.5": 1.0, "PCKh@0.1": 1.0}
+
+
+# ------------------------------------------------------------------------------------------------ synthetic data
+def test_synthetic_pose_files_load_and_score_as_pycocotools_does(tmp_path):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from hrnet_backbones.synth import make_pose_dataset
+
+    paths = make_pose_dataset(tmp_path / "synth", images=10, seed=3, val_fraction=0.5, image_size=(128, 128))
+    train_tf = TopDownTransform(
+        (64, 48),
+        MSRAHeatmap((48, 64), (12, 16), unbiased=True),
+        mean=MEAN,
+        std=STD,
+        flip_pairs=COCO_KEYPOINTS.flip_pairs,
+        train=True,
+    )
+    train = CocoKeypointDataset(paths.train_ann, paths.train_images, train_tf)
+    assert train.layout.name == "coco" and all(
+        train[i]["heatmaps"].shape == (17, 16, 12) for i in range(len(train))
+    )
+    val = CocoKeypointDataset(paths.val_ann, paths.val_images, eval_transform())
+    assert evaluate_coco(perfect_predictions(val), val)[0]["AP"] == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    preds = perfect_predictions(val)
+    for p in preds:
+        kp = np.asarray(p["keypoints"]).reshape(-1, 3)
+        kp[:, :2] += rng.normal(0, 2.0, (17, 2))
+        kp[:, 2] = rng.uniform(0.1, 1.0, 17)
+        p["keypoints"] = kp.reshape(-1).tolist()
+    stats, results = evaluate_coco(preds, val)
+    res_file = tmp_path / "results.json"
+    res_file.write_text(json.dumps(results))
+    gt = COCO(str(paths.val_ann))
+    evaluator = COCOeval(gt, gt.loadRes(str(res_file)), "keypoints")
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    np.testing.assert_allclose(list(stats.values()), evaluator.stats, atol=1e-9)
+
+
+def test_synthetic_face_files_load_and_perfect_landmarks_score_nme_0(tmp_path):
+    from hrnet_backbones.keypoints import AFLW_19
+    from hrnet_backbones.synth import make_face_dataset
+
+    paths = make_face_dataset(
+        tmp_path / "faces", images=4, seed=1, val_fraction=0.5, image_size=64, layout="aflw"
+    )
+    ds = LandmarkCsvDataset(paths.val_ann, paths.val_images.parent, face_transform(False, AFLW_19))
+    assert ds.layout is AFLW_19 and ds.box_sizes is not None and ds[0]["heatmaps"].shape == (19, 16, 16)
+    preds = []
+    for i in range(len(ds)):
+        kp = np.concatenate((ds.landmarks[i], np.ones((19, 1))), axis=1)
+        preds.append(
+            {"image_id": i, "category_id": 1, "keypoints": kp.reshape(-1).tolist(), "score": 1.0, "index": i}
+        )
+    stats = evaluate_landmarks(preds, ds)
+    assert stats["NME"] == 0.0 and stats["FR@0.1"] == 0.0 and stats["AUC@0.1"] == 1.0

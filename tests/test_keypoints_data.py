@@ -433,3 +433,36 @@ def test_a_missing_face_image_names_the_csv_line(tmp_path):
     ds = LandmarkCsvDataset(csv_file, image_dir, face_transform(False))
     with pytest.raises(ValueError, match=r"face1\.jpg \(line 3 of .*faces\.csv\)"):
         ds[1]
+
+
+def test_annotations_with_zero_area_are_skipped_as_officially(tmp_path):
+    def flat(data):
+        data["annotations"][5]["area"] = 0
+
+    ds = CocoKeypointDataset(*_write(tmp_path, flat), make_transform(train=False))
+    assert [inst.ann_id for inst in ds.instances] == [1, 4]
+
+
+def test_exif_orientation_is_ignored_unless_asked_for(tmp_path):
+    """COCO's annotations are in the stored pixel grid (the official loader ignores EXIF orientation); data
+    annotated on the displayed image can ask for the rotation, and the JSON's size tells which one is meant."""
+    ann_file, image_dir = write_coco(tmp_path)
+    stored = Image.open(image_dir / "img1.png").convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed rotated by 90 degrees
+    stored.save(image_dir / "img1.jpg", exif=exif.tobytes())
+    data = json.loads(ann_file.read_text())
+    data["images"][0]["file_name"] = "img1.jpg"
+    ann_file.write_text(json.dumps(data))
+    assert CocoKeypointDataset(ann_file, image_dir, make_transform(train=False))[0]["image"].shape == (
+        3,
+        64,
+        48,
+    )
+    rotated = CocoKeypointDataset(ann_file, image_dir, make_transform(train=False), exif_transpose=True)
+    with pytest.raises(ValueError, match=r"img1\.jpg is 80x96 pixels but .* gives 96x80"):
+        rotated[0]
+    data["images"][0].update(width=80, height=96)
+    ann_file.write_text(json.dumps(data))
+    rotated = CocoKeypointDataset(ann_file, image_dir, make_transform(train=False), exif_transpose=True)
+    assert rotated[0]["image"].shape == (3, 64, 48)

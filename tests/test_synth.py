@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 from dataclasses import replace
 
@@ -12,13 +14,14 @@ from PIL import Image
 
 from hrnet_backbones import synth
 from hrnet_backbones.cli import main
-from hrnet_backbones.keypoints import COCO_KEYPOINTS, get_layout
+from hrnet_backbones.keypoints import COCO_KEYPOINTS, coco_keypoint_stats, get_layout
 from hrnet_backbones.synth import (
     FACE_LAYOUTS,
     face_landmarks,
     make_face_dataset,
     make_pose_dataset,
     mean_pose_baseline_ap,
+    mean_shape_baseline_nme,
     render_face,
     render_figure,
 )
@@ -137,6 +140,28 @@ def test_figures_face_the_camera_or_away_with_coco_sides():
     assert (front[:3, 2] > 0).all() and (back[:3, 2] == 0).all()  # nose and eyes unlabelled from behind
 
 
+@pytest.mark.parametrize(("arm_z", "visibility"), [(1.5, 1), (3.5, 2)])
+def test_a_wrist_behind_the_torso_is_occluded_and_in_front_visible(arm_z, visibility):
+    f = replace(synth._random_figure(np.random.default_rng(0), (64.0, 70.0), 100.0), rotation=0.0, lean=0.0)
+    f = replace(f, facing=1, left=replace(f.left, arm=-0.3, elbow=-1.5, arm_z=arm_z))  # hand across the chest
+    img, kp = render_figure(f, SIZE)
+    wrist = COCO_KEYPOINTS.keypoint_names.index("left_wrist")
+    assert kp[wrist, 2] == visibility
+    x, y = np.round(kp[wrist, :2]).astype(int)
+    assert (np.asarray(img)[y, x] == f.shirt).all() == (visibility == 1)  # the shirt covers a hidden wrist
+
+
+def test_visible_keypoints_lie_on_the_drawn_figure():
+    background = (0, 0, 0)
+    for seed in range(5):
+        f = synth._random_figure(np.random.default_rng(seed), (64.0, 64.0), 90.0)
+        img, kp = render_figure(f, SIZE, background=background)
+        pixels = np.asarray(img)
+        for x, y, v in kp:
+            if v == 2:
+                assert (pixels[int(round(y)), int(round(x))] != background).any()
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
 def test_a_mirrored_figure_is_the_mirror_image_with_flip_pairs_swapped(seed):
     rng = np.random.default_rng(seed)
@@ -151,6 +176,42 @@ def test_a_mirrored_figure_is_the_mirror_image_with_flip_pairs_swapped(seed):
     expect[:, 0] = w - 1 - expect[:, 0]
     np.testing.assert_allclose(kp_m[:, :2], expect[:, :2], atol=1e-6)
     assert (np.abs(kp_m[:, 2] - expect[:, 2]) <= 1).all() and (kp_m[:, 2] == expect[:, 2]).mean() >= 0.85
+
+
+def test_pose_files_load_in_the_coco_api_and_agree_with_our_metric(pose_set):
+    pytest.importorskip("pycocotools")
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(pose_set.val_ann))
+        rng = np.random.default_rng(0)
+        results = []
+        for a in gt.dataset["annotations"]:
+            if not a["iscrowd"]:  # ground truth moved by a pixel or two
+                kp = np.array(a["keypoints"], np.float64).reshape(17, 3)
+                kp[:, :2] += rng.normal(0, 1.5, (17, 2))
+                results.append(
+                    {"image_id": a["image_id"], "category_id": 1, "keypoints": kp.reshape(-1).tolist()}
+                )
+                results[-1]["score"] = float(rng.uniform(0.5, 1))
+        ev = COCOeval(gt, gt.loadRes(results), "keypoints")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    anns = gt.dataset["annotations"]
+    ours = coco_keypoint_stats(
+        np.array([r["keypoints"] for r in results]).reshape(-1, 17, 3),
+        np.array([r["score"] for r in results]),
+        np.array([a["keypoints"] for a in anns], np.float64).reshape(-1, 17, 3),
+        np.array([a["area"] for a in anns]),
+        dt_image_ids=[r["image_id"] for r in results],
+        gt_image_ids=[a["image_id"] for a in anns],
+        gt_bboxes=np.array([a["bbox"] for a in anns]),
+        gt_iscrowd=[a["iscrowd"] for a in anns],
+    )
+    assert 0.5 < ours["AP"] < 1.0
+    assert ours["AP"] == pytest.approx(ev.stats[0], abs=1e-9)
 
 
 # ------------------------------------------------------------------------------------------ determinism
@@ -241,6 +302,25 @@ def test_face_landmarks_follow_the_300w_semantics():
     assert p[19, 1] < p[37, 1] < p[30, 1] < p[51, 1] < p[57, 1] < p[8, 1]  # brow, eye, nose tip, lips, chin
 
 
+@pytest.mark.parametrize(
+    ("layout", "left_to_right"),
+    [
+        ("wflw", [0, 60, 64, 68, 72, 32]),  # contour start, eye corners, contour end
+        ("wflw", [76, 88, 92, 82]),  # mouth corners, outer and inner
+        ("cofw", [8, 10, 11, 9]),  # eye corners: outer, inner, inner, outer
+        ("cofw", [0, 2, 3, 1]),  # brow ends
+        ("aflw", [0, 1, 2, 3, 4, 5]),  # brows
+        ("aflw", [6, 7, 8, 9, 10, 11]),  # eyes: corner, centre, corner
+    ],
+)
+def test_face_landmarks_run_across_the_face_in_the_layouts_order(layout, left_to_right):
+    f = replace(
+        synth._random_face(np.random.default_rng(0)), center=(64.0, 50.0), size=25.0, yaw=0.0, roll=0.0
+    )
+    x = face_landmarks(f, layout)[left_to_right, 0]
+    assert (np.diff(x) > 0).all()
+
+
 # ------------------------------------------------------------------------------------- baseline, writing
 def test_a_constant_mean_pose_scores_at_most_ten_percent_ap(pose_set):
     assert mean_pose_baseline_ap(pose_set.train_ann, pose_set.val_ann) <= 0.10
@@ -276,6 +356,32 @@ def test_the_mean_pose_baseline_scores_a_data_set_of_one_pose_perfectly(tmp_path
     (tmp_path / "t.json").write_text(json.dumps(coco(5, 1)))
     (tmp_path / "v.json").write_text(json.dumps(coco(4, 10)))
     assert mean_pose_baseline_ap(tmp_path / "t.json", tmp_path / "v.json") == pytest.approx(1.0)
+
+
+def test_a_constant_mean_face_shape_misses_by_far(tmp_path):
+    paths = make_face_dataset(tmp_path / "f", 12, seed=0, image_size=(96, 96), val_fraction=0.25)
+    assert mean_shape_baseline_nme(paths.train_ann, paths.val_ann, "300w") > 0.08  # a trained model: ~0.03
+
+
+def test_the_mean_shape_baseline_scores_faces_of_one_shape_perfectly(tmp_path):
+    rng = np.random.default_rng(0)
+    shape = rng.uniform(-0.5, 0.5, (19, 2))
+
+    def write(path, n):
+        rows = [["image_name", "scale", "box_size", "center_w", "center_h"]]
+        rows[0] += [c for i in range(19) for c in (f"x_{i}", f"y_{i}")]
+        for i in range(n):
+            scale, centre = rng.uniform(0.3, 1.0), rng.uniform(50, 150, 2)
+            pts = centre + shape * scale * 200
+            rows.append([f"train/{i:06d}.jpg", scale, scale * 200, *centre, *pts.reshape(-1)])
+        with open(path, "w", newline="") as fh:
+            csv.writer(fh).writerows(rows)
+
+    write(tmp_path / "t.csv", 4)
+    write(tmp_path / "v.csv", 3)
+    assert mean_shape_baseline_nme(tmp_path / "t.csv", tmp_path / "v.csv", "aflw") == pytest.approx(
+        0.0, abs=1e-9
+    )
 
 
 def test_an_existing_folder_is_refused_without_force(tmp_path):

@@ -520,6 +520,11 @@ class CocoKeypointDataset(_TopDownDataset):
     image, a keypoint list of the wrong length, an unknown image id or a set empty after filtering are errors
     that name the file and the annotation.
 
+    Items (``ds[i]``): the transform's dict (see :class:`TopDownTransform`) plus ``image_id``, ``index`` (``i``),
+    ``score`` (box score) and ``area`` (:attr:`Instance.area`); the default ``collate`` batches them. The
+    transform is only used by ``__getitem__``: it may be assigned after construction (e.g. once ``layout`` is
+    known).
+
     Attributes:
         layout: :class:`KeypointLayout` — names from the file; flip pairs, OKS sigmas and joint weights from a
             known layout with the same names (COCO, MPII), else flip pairs from ``left_*`` / ``right_*`` names

@@ -299,16 +299,17 @@ def warp_affine(images: ArrayLike, trans: ArrayLike, output_size: Sequence[int])
     work = img.to(torch.float32) if not img.is_floating_point() else _float(img)
     n, _, in_h, in_w = work.shape
     inv = _invert_affine(t.to(device=work.device, dtype=accurate_dtype(work.device))).expand(n, 2, 3)
-    ys, xs = torch.meshgrid(
-        torch.arange(out_h, dtype=inv.dtype, device=work.device),
-        torch.arange(out_w, dtype=inv.dtype, device=work.device),
-        indexing="ij",
-    )
-    pts = torch.stack((xs, ys), dim=-1).reshape(1, -1, 2)
-    src = pts @ inv[:, :, :2].transpose(1, 2) + inv[:, None, :, 2]
-    # Pixel-centre coordinates to grid_sample's [-1, 1] with align_corners=False.
+    # Pixel-centre coordinates to grid_sample's [-1, 1] (align_corners=False): g = (2 * src + 1) / size - 1 with
+    # src = A @ (x, y) + t, folded into one affine per axis and evaluated as an outer sum of the row and column
+    # terms (a (N, H*W, 2) matmul in float64 costs several times the sampling itself).
     size = torch.tensor((in_w, in_h), dtype=inv.dtype, device=work.device)
-    grid = ((2 * src + 1) / size - 1).to(work.dtype).view(n, out_h, out_w, 2)
+    coef = inv * (2 / size)[None, :, None]  # (n, 2, 3): rows for g_x and g_y
+    offset = coef[:, :, 2] + 1 / size - 1  # (n, 2)
+    xs = torch.arange(out_w, dtype=inv.dtype, device=work.device)
+    ys = torch.arange(out_h, dtype=inv.dtype, device=work.device)
+    col = coef[:, :, 0, None] * xs  # (n, 2, w)
+    row = coef[:, :, 1, None] * ys + offset[:, :, None]  # (n, 2, h)
+    grid = (row[:, :, :, None] + col[:, :, None, :]).to(work.dtype).permute(0, 2, 3, 1)  # (n, h, w, 2)
     out = F.grid_sample(work, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if orig_dtype == torch.uint8:
         out = out.round().clamp(0, 255).to(torch.uint8)
