@@ -6,8 +6,8 @@ official code and mmpose read, so the data pipeline, ``train`` and ``evaluate`` 
 - pose: ``DIR/images/{train,val}/*.jpg`` and ``DIR/annotations/person_keypoints_{train,val}.json`` (COCO keypoint
   format, the person category with COCO's 17 keypoint names and 1-based skeleton);
 - face: ``DIR/images/{train,val}/*.jpg`` and ``DIR/annotations/face_landmarks_{train,val}.csv`` (HRNet-Facial's
-  CSV layout: ``image_name, scale, center_w, center_h`` then ``x, y`` per landmark; AFLW adds ``box_size``
-  after ``scale`` as the official AFLW files do);
+  CSV layout: ``image_name, scale, center_w, center_h`` then ``original_{i}_x, original_{i}_y`` per landmark;
+  AFLW adds ``box_size`` after ``scale`` as the official AFLW files do);
 
 and ``DIR/synth.json`` describing the set. Everything is drawn with Pillow / NumPy and encoded by Pillow (JPEG,
 quality 90); a seed gives byte-identical files (with the same Pillow and NumPy).
@@ -1224,7 +1224,8 @@ def make_face_dataset(
     One face per image, all landmarks inside the image. CSV columns: ``image_name`` (relative to
     ``out/images``, e.g. ``train/000001.jpg``), ``scale`` (the landmarks' box size / 200, the box size being its
     longer side), for ``aflw`` ``box_size`` (that box size, the AFLW NME's normaliser), ``center_w``,
-    ``center_h`` (the box centre), then ``x_i, y_i`` per landmark (pixels, pixel centres at integers).
+    ``center_h`` (the box centre), then ``original_{i}_x, original_{i}_y`` per landmark (the column names of
+    HRNet-Facial's 300W files; readers go by position, as the official code does; pixels, centres at integers).
     ``layout`` is ``300w`` (68), ``wflw`` (98), ``cofw`` (29) or ``aflw`` (19).
     """
     n_train, n_val = _check_common(images, seed, val_fraction, image_size)
@@ -1233,7 +1234,7 @@ def make_face_dataset(
     out = Path(out)
     k = lay.num_keypoints
     header = ["image_name", "scale"] + (["box_size"] if lay.name == "aflw" else []) + ["center_w", "center_h"]
-    header += [c for i in range(k) for c in (f"x_{i}", f"y_{i}")]
+    header += [c for i in range(k) for c in (f"original_{i}_x", f"original_{i}_y")]
     with atomic_folder(out, force) as tmp:
         (tmp / "annotations").mkdir()
         image_id = 1

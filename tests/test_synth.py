@@ -255,6 +255,7 @@ def test_face_csv_has_the_hrnet_facial_columns_and_landmarks_inside_the_images(t
         header, body = rows[0], rows[1:]
         assert header[: 4 + len(extra)] == ["image_name", "scale", *extra, "center_w", "center_h"]
         assert len(header) == 4 + len(extra) + 2 * k and body
+        assert header[-2:] == [f"original_{k - 1}_x", f"original_{k - 1}_y"]
         for row in body:
             assert len(row) == len(header)
             image = paths.root / "images" / row[0]
