@@ -9,7 +9,7 @@ Generates a synthetic data set (`hrnet_backbones.synth`; or reuses `--data`), tr
 the CPU with `hrnet-backbones train` (in a subprocess; under `torch.distributed.run` with `--nproc N`, the threads
 and the global batch split between the processes), then prints the per-epoch curve, the held-out AP (NME for
 faces) with and without the flip test, the same model decoded with plain argmax, the quarter offset, DARK and
-DARK-UDP refinement, and the constant mean-pose baseline. `--minutes` sets the budget: a few timed training
+DARK-UDP refinement, and the constant baseline (the training set's mean pose or mean face shape in every box). `--minutes` sets the budget: a few timed training
 steps estimate an epoch, and the run gets as many epochs as fit (`--epochs` fixes the number instead). Results go
 to `benchmarks/results/learning_{pose,face}[_Nproc].json` (`--json`); an existing file needs `--force`, checked
 before any work.
@@ -119,8 +119,8 @@ def make_data(args: argparse.Namespace, work: Path):
     return paths
 
 
-def count_instances(args: argparse.Namespace, paths) -> tuple[int, int, int]:
-    """Training and held-out instances (after the official filters) and the keypoint count."""
+def count_instances(args: argparse.Namespace, paths) -> tuple[int, int, int, str]:
+    """Training and held-out instances (after the official filters), the keypoint count and the layout."""
     from hrnet_backbones.train import TrainConfig, build_dataset
 
     cfg = TrainConfig(
@@ -134,7 +134,7 @@ def count_instances(args: argparse.Namespace, paths) -> tuple[int, int, int]:
     norm = {"mean": (0.5,) * 3, "std": (0.25,) * 3}  # not used: only the instances are counted
     train = build_dataset(cfg, str(paths.train_ann), str(paths.train_images), train=True, **norm)
     val = build_dataset(cfg, str(paths.val_ann), str(paths.val_images), train=False, **norm)
-    return len(train), len(val), val.num_keypoints
+    return len(train), len(val), val.num_keypoints, val.layout.name
 
 
 # ---------------------------------------------------------------------------------------------- the budget
@@ -283,18 +283,19 @@ def main(argv: list[str] | None = None) -> int:
     metric = "AP" if args.kind == "pose" else "NME"
     try:
         paths = make_data(args, work)
-        n_train, n_val, k = count_instances(args, paths)
+        n_train, n_val, k, layout = count_instances(args, paths)
         print(f"{n_train} training and {n_val} held-out instances, {k} keypoints")
         epochs = choose_epochs(args, n_train, n_val, k)
         out = work / "run"
         wall = run_training(args, paths, out, epochs)
         curve = print_curve(out, metric)
         variants = evaluate_variants(args, paths, out)
-        baseline = None
-        if args.kind == "pose":
-            from hrnet_backbones.synth import mean_pose_baseline_ap
+        from hrnet_backbones.synth import mean_pose_baseline_ap, mean_shape_baseline_nme
 
+        if args.kind == "pose":
             baseline = mean_pose_baseline_ap(paths.train_ann, paths.val_ann)
+        else:
+            baseline = mean_shape_baseline_nme(paths.train_ann, paths.val_ann, layout)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -305,8 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'held-out ' + metric:<28}  {'value':>7}")
     for name, stats in variants.items():
         print(f"{name:<28}  {stats[metric]:>7.4f}")
-    if baseline is not None:
-        print(f"{'constant mean pose':<28}  {baseline:>7.4f}")
+    print(f"{'constant mean ' + ('pose' if args.kind == 'pose' else 'shape'):<28}  {baseline:>7.4f}")
     if not args.no_json:
         from hrnet_backbones.fileio import atomic_write_text
 
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             "wall_s": wall,
             "curve": curve,
             "held_out": variants,
-            "mean_pose_baseline_ap": baseline,
+            "constant_baseline": baseline,
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
         }
         atomic_write_text(args.json, json.dumps(record, indent=2) + "\n")
