@@ -700,7 +700,7 @@ def _curves_png(history: list[dict[str, Any]], config: TrainConfig) -> bytes:
 
     loss = [(float(r["epoch"]), float(r["loss"])) for r in history]
     metric = [(float(r["epoch"]), h[1]) for r in history if (h := _headline(r.get("val")))]
-    name = next((h[0] for r in history if (h := _headline(r.get("val")))), "val")
+    name = next((h[0] for r in history if (h := _headline(r.get("val")))), "metric")
     return plot_training(
         loss, metric, metric_name=name, title=f"{config.model} {config.head} ({config.codec})"
     )
