@@ -264,6 +264,19 @@ def _bench_run(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+# ---------------------------------------------------------------------------------------------------- train
+def _train_args(p: argparse.ArgumentParser) -> None:
+    from .train import add_arguments
+
+    add_arguments(p)
+
+
+def _train_run(args: argparse.Namespace) -> int:
+    from .train import run_cli
+
+    return run_cli(args)
+
+
 # ---------------------------------------------------------------------------------------------------- synth
 def _synth_args(p: argparse.ArgumentParser) -> None:
     from .synth import synth_args
@@ -293,6 +306,11 @@ COMMANDS: dict[
         "COCO AP / AR (or PCKh, or landmark NME) of a keypoint model on a data set; stats and predictions JSON",
         _evaluate_args,
         _evaluate_run,
+    ),
+    "train": (
+        "train a pose / landmark model on COCO-format data (torchrun for several processes); a model folder",
+        _train_args,
+        _train_run,
     ),
     "bench": (
         "throughput against timm's built-in HRNet (img/s, latency, memory, TFLOP/s; JSON, CSV, PNG)",

@@ -1,7 +1,9 @@
-"""A two-panel PNG of benchmark rows: img/s against batch size, megapixels/s against input size.
+"""Two-panel PNGs: benchmark rows (img/s against batch size, megapixels/s against input size; logarithmic x axes,
+one colour per model, contender, precision and mode) and training curves (loss and the validation metric per
+epoch).
 
-Drawn with Pillow (already a dependency) rather than matplotlib, so ``hrnet-backbones bench`` needs nothing
-more than the package itself. Both x axes are logarithmic; one colour per (model, contender, precision, mode).
+Drawn with Pillow (already a dependency) rather than matplotlib, so ``hrnet-backbones bench`` and ``train`` need
+nothing more than the package itself.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["plot_throughput"]
+__all__ = ["plot_throughput", "plot_training"]
 
 _PALETTE = [
     (31, 119, 180),
@@ -64,6 +66,8 @@ def _panel(
     title: str,
     ylabel: str,
     tick_labels: dict[float, str] | None = None,
+    log_x: bool = True,
+    empty: str = "no rows vary along this axis",
 ) -> None:
     ox, oy = origin
     left, top = ox + _MARGIN, oy + 36
@@ -73,15 +77,16 @@ def _panel(
     draw.rectangle([left, top, right, bottom], outline=(0, 0, 0))
     points = [p for pts in series.values() for p in pts]
     if not points:
-        draw.text((left + 10, top + 10), "no rows vary along this axis", fill=(90, 90, 90), font=small)
+        draw.text((left + 10, top + 10), empty, fill=(90, 90, 90), font=small)
         return
     xs = sorted({p[0] for p in points})
-    lo, hi = math.log(xs[0]), math.log(xs[-1])
+    scale = math.log if log_x else float
+    lo, hi = scale(xs[0]), scale(xs[-1])
     span = hi - lo or 1.0
     yticks = _nice_ticks(max(p[1] for p in points))
 
     def px(x: float) -> float:
-        return left + 20 + (right - left - 40) * ((math.log(x) - lo) / span if hi > lo else 0.5)
+        return left + 20 + (right - left - 40) * ((scale(x) - lo) / span if hi > lo else 0.5)
 
     def py(y: float) -> float:
         return bottom - (bottom - top) * y / yticks[-1]
@@ -90,6 +95,10 @@ def _panel(
         y = py(t)
         draw.line([left, y, right, y], fill=(225, 225, 225))
         draw.text((left - 6, y), _label(t), fill=(0, 0, 0), font=small, anchor="rm")
+    if not log_x and len(xs) > 12:  # a long run: label about ten evenly spaced epochs
+        xs = xs[:: math.ceil(len(xs) / 10)] + (
+            [] if (len(xs) - 1) % math.ceil(len(xs) / 10) == 0 else [xs[-1]]
+        )
     for x in xs:
         draw.line([px(x), bottom, px(x), bottom + 4], fill=(0, 0, 0))
         text = (tick_labels or {}).get(x, _label(x))
@@ -153,6 +162,36 @@ def plot_throughput(rows: Iterable[Any], title: str = "") -> bytes:
         y = _PANEL_H + 32 + 18 * (i // 2)
         draw.rectangle([x, y + 3, x + 14, y + 13], fill=colours_by_key[k])
         draw.text((x + 22, y), k, fill=(0, 0, 0), font=font)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def plot_training(
+    loss: Sequence[tuple[float, float]],
+    metric: Sequence[tuple[float, float]],
+    metric_name: str = "AP",
+    title: str = "",
+) -> bytes:
+    """PNG bytes: training loss per epoch (left) and the validation metric per epoch (right); points are
+    ``(epoch, value)``."""
+    img = Image.new("RGB", (2 * _PANEL_W, _PANEL_H + 24), "white")
+    draw = ImageDraw.Draw(img)
+    draw.text((12, 8), title or "training", fill=(0, 0, 0), font=_font(14))
+    panels = (("loss", "training loss", list(loss)), (metric_name, f"validation {metric_name}", list(metric)))
+    for i, (ylabel, name, points) in enumerate(panels):
+        series = {name: points} if points else {}
+        _panel(
+            draw,
+            (i * _PANEL_W, 24),
+            series,
+            {name: _PALETTE[i]},
+            "epoch",
+            name,
+            ylabel,
+            log_x=False,
+            empty="no validation set" if i else "no epochs",
+        )
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()

@@ -73,6 +73,8 @@ class Conversion:
     source_sha256: str | None = None
     container: list[str] = field(default_factory=list)
     meta_model: torch.nn.Module | None = field(default=None, repr=False)
+    #: the model card's account of where the weights come from (default: converted, unchanged, from the source)
+    origin: str | None = None
 
     def complexity(self) -> Complexity:
         """Parameters and multiply-adds of the full model at the recorded input size (on the meta device)."""

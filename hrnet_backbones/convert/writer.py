@@ -198,7 +198,10 @@ def model_card(conv: Conversion, model_id: str | None = None, complexity: bool =
         _front_matter(conv),
         f"# {name}",
         "",
-        f"HRNet-W{a.width} {what}" + (f" trained on {dataset}" if dataset else "") + ", converted for "
+        f"HRNet-W{a.width} {what}" + (f" trained on {dataset}" if dataset else "") + " for "
+        "[timm](https://github.com/huggingface/pytorch-image-models). " + conv.origin
+        if conv.origin
+        else f"HRNet-W{a.width} {what}" + (f" trained on {dataset}" if dataset else "") + ", converted for "
         "[timm](https://github.com/huggingface/pytorch-image-models) by `hrnet-backbones` from "
         + (f"`{conv.source_name}` of " if conv.source_name else "")
         + (

@@ -1,0 +1,330 @@
+"""Proof that the pieces learn together: synthetic data -> `hrnet-backbones train` -> held-out accuracy.
+
+    python benchmarks/learning.py                      # pose: AP of a small HRNet trained from scratch, 20 min
+    python benchmarks/learning.py --nproc 2            # the same run under torchrun with two processes
+    python benchmarks/learning.py --kind face          # landmarks: NME on synthetic 300W-style faces
+    python benchmarks/learning.py --minutes 3 --images 200 --input-size 64 48   # a quick end-to-end check
+
+Generates a synthetic data set (`hrnet_backbones.synth`; or reuses `--data`), trains a small HRNet from scratch on
+the CPU with `hrnet-backbones train` (in a subprocess; under `torch.distributed.run` with `--nproc N`, the threads
+and the global batch split between the processes), then prints the per-epoch curve, the held-out AP (NME for
+faces) with and without the flip test, the same model decoded with plain argmax, the quarter offset, DARK and
+DARK-UDP refinement, and the constant baseline (the training set's mean pose or mean face shape in every box). `--minutes` sets the budget: a few timed training
+steps estimate an epoch, and the run gets as many epochs as fit (`--epochs` fixes the number instead). Results go
+to `benchmarks/results/learning_{pose,face}[_Nproc].json` (`--json`); an existing file needs `--force`, checked
+before any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # measure the checkout this script belongs to
+
+import torch  # noqa: E402
+
+#: the small trunk: stem 32, one bottleneck module of 2 blocks (128 channels out), one module per stage with 2
+#: basic blocks per branch, branches of 16/32/64/128 channels (1.3 M parameters with a 17-keypoint head)
+SMALL_ARCH = {
+    "stem_width": 32,
+    "stage1": {"num_modules": 1, "num_blocks": [2], "num_channels": [32], "block": "BOTTLENECK"},
+    "stage2": {"num_modules": 1, "num_blocks": [2, 2], "num_channels": [16, 32], "block": "BASIC"},
+    "stage3": {"num_modules": 1, "num_blocks": [2, 2, 2], "num_channels": [16, 32, 64], "block": "BASIC"},
+    "stage4": {
+        "num_modules": 1,
+        "num_blocks": [2, 2, 2, 2],
+        "num_channels": [16, 32, 64, 128],
+        "block": "BASIC",
+    },
+}
+REFINEMENTS = (None, "quarter", "dark", "udp")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kind", choices=("pose", "face"), default="pose")
+    p.add_argument("--images", type=int, default=1000, help="synthetic images, 20%% held out (default: 1000)")
+    p.add_argument("--data", type=Path, help="reuse a data set written by `hrnet-backbones synth` of --kind")
+    p.add_argument(
+        "--input-size", nargs=2, type=int, metavar=("H", "W"), help="default: 128 96 (faces 128 128)"
+    )
+    p.add_argument(
+        "--arch", default=json.dumps(SMALL_ARCH), help="--arch of train (default: the small trunk)"
+    )
+    p.add_argument("--model", help="default: hrnet_w32 (pose), hrnetv2_w18 (face); the trunk is --arch")
+    p.add_argument("--codec", choices=("msra", "dark", "udp"), default="msra")
+    p.add_argument("--minutes", type=float, default=20.0, help="training budget (default: 20)")
+    p.add_argument("--epochs", type=int, help="train this many epochs instead of fitting --minutes")
+    p.add_argument("--batch-size", type=int, default=32, help="global batch, split between processes")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--threads", type=int, default=2, help="CPU threads in all (split between processes)")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader workers per process")
+    p.add_argument("--nproc", type=int, default=1, help="processes (torchrun, gloo) (default: 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", type=Path, help="keep the data and the run here (default: a temporary folder)")
+    p.add_argument("--json", type=Path, help="default: benchmarks/results/learning_<kind>[_<N>proc].json")
+    p.add_argument("--no-json", action="store_true", help="print only")
+    p.add_argument("--force", action="store_true", help="overwrite the results file")
+    p.add_argument("--quiet", action="store_true", help="no progress bars from the training run")
+    args = p.parse_args(argv)
+    if args.input_size is None:
+        args.input_size = [128, 96] if args.kind == "pose" else [128, 128]
+    args.model = args.model or ("hrnet_w32" if args.kind == "pose" else "hrnetv2_w18")
+    if args.batch_size % args.nproc:
+        p.error(f"--batch-size {args.batch_size} does not split into {args.nproc} processes")
+    if args.json is None:
+        suffix = f"_{args.nproc}proc" if args.nproc > 1 else ""
+        args.json = ROOT / "benchmarks" / "results" / f"learning_{args.kind}{suffix}.json"
+    return args
+
+
+# ------------------------------------------------------------------------------------------------------ data
+def make_data(args: argparse.Namespace, work: Path):
+    from hrnet_backbones.synth import SynthPaths, make_face_dataset, make_pose_dataset
+
+    if args.data is not None:
+        root = args.data
+        if args.kind == "pose":
+            anns = [root / "annotations" / f"person_keypoints_{s}.json" for s in ("train", "val")]
+            dirs = [root / "images" / s for s in ("train", "val")]
+        else:
+            anns = [root / "annotations" / f"face_landmarks_{s}.csv" for s in ("train", "val")]
+            dirs = [root / "images", root / "images"]
+        missing = [str(p) for p in anns if not p.is_file()]
+        if missing:
+            raise SystemExit(
+                f"--data {root}: {', '.join(missing)} missing; write it with hrnet-backbones synth"
+            )
+        return SynthPaths(root, anns[0], dirs[0], anns[1], dirs[1])
+    make = make_pose_dataset if args.kind == "pose" else make_face_dataset
+    t0 = time.perf_counter()
+    paths = make(work / "data", args.images, args.seed)
+    print(
+        f"synthetic {args.kind} data: {args.images} images in {time.perf_counter() - t0:.0f} s -> {paths.root}"
+    )
+    if args.kind == "face":  # the CSV's image names (train/000001.jpg) are relative to images/
+        images = paths.root / "images"
+        return SynthPaths(paths.root, paths.train_ann, images, paths.val_ann, images)
+    return paths
+
+
+def count_instances(args: argparse.Namespace, paths) -> tuple[int, int, int, str]:
+    """Training and held-out instances (after the official filters), the keypoint count and the layout."""
+    from hrnet_backbones.train import TrainConfig, build_dataset
+
+    cfg = TrainConfig(
+        model=args.model,
+        train_ann="-",
+        train_images="-",
+        out="-",
+        head="pose" if args.kind == "pose" else "landmark",
+        input_size=tuple(args.input_size),
+    )
+    norm = {"mean": (0.5,) * 3, "std": (0.25,) * 3}  # not used: only the instances are counted
+    train = build_dataset(cfg, str(paths.train_ann), str(paths.train_images), train=True, **norm)
+    val = build_dataset(cfg, str(paths.val_ann), str(paths.val_images), train=False, **norm)
+    return len(train), len(val), val.num_keypoints, val.layout.name
+
+
+# ---------------------------------------------------------------------------------------------- the budget
+def steps_per_second(args: argparse.Namespace, num_keypoints: int) -> float:
+    """Training steps per second of one process at its batch and threads (a few timed steps, random data)."""
+    import timm
+
+    from hrnet_backbones.convert.converter import parse_arch
+    from hrnet_backbones.keypoints import KeypointMSELoss
+
+    torch.set_num_threads(max(1, args.threads // args.nproc))
+    head = "pose" if args.kind == "pose" else "landmark"
+    model = timm.create_model(args.model, arch=parse_arch(args.arch)[0], head=head, num_classes=num_keypoints)
+    opt = torch.optim.Adam(model.parameters())
+    b = args.batch_size // args.nproc
+    h, w = args.input_size
+    x, y = torch.randn(b, 3, h, w), torch.rand(b, num_keypoints, h // 4, w // 4)
+    loss_fn = KeypointMSELoss(use_target_weight=False)
+    times = []
+    for _ in range(4):
+        t0 = time.perf_counter()
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return 1.0 / min(times[1:])
+
+
+def choose_epochs(args: argparse.Namespace, train_instances: int, val_instances: int, k: int) -> int:
+    if args.epochs:
+        return args.epochs
+    rate = steps_per_second(args, k)
+    steps = train_instances // args.batch_size
+    # validation: a flip-test forward of every held-out crop, about a third of a training step per batch each way
+    val_steps = 2 * val_instances / args.batch_size / 3
+    epoch_s = (steps + val_steps) / rate * 1.15  # data loading and logging on the same cores
+    epochs = max(1, int(args.minutes * 60 / epoch_s))
+    print(
+        f"budget {args.minutes:g} min: {rate:.2f} steps/s per process, ~{epoch_s:.0f} s per epoch -> {epochs} epochs"
+    )
+    return epochs
+
+
+# ---------------------------------------------------------------------------------------------- the run
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_training(args: argparse.Namespace, paths, out: Path, epochs: int) -> float:
+    head = "pose" if args.kind == "pose" else "landmark"
+    cmd = [
+        "train",
+        "--model", args.model,
+        "--arch", args.arch,
+        "--head", head,
+        "--codec", args.codec,
+        "--train", str(paths.train_ann), str(paths.train_images),
+        "--val", str(paths.val_ann), str(paths.val_images),
+        "--out", str(out),
+        "--input-size", *map(str, args.input_size),
+        "--epochs", str(epochs),
+        "--batch-size", str(args.batch_size // args.nproc),
+        "--lr", str(args.lr),
+        "--workers", str(args.workers),
+        "--seed", str(args.seed),
+        "--log-every", "0",
+        "--device", "cpu",
+        "--force",
+    ]  # fmt: skip
+    if args.quiet:
+        cmd.append("--no-progress")
+    if args.nproc > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.nproc)]
+        launcher += ["--master_port", str(_free_port()), "-m", "hrnet_backbones"]
+    else:
+        launcher = [sys.executable, "-m", "hrnet_backbones"]
+    threads = str(max(1, args.threads // args.nproc))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    t0 = time.perf_counter()
+    done = subprocess.run(launcher + cmd, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"training failed (exit status {done.returncode})")
+    return time.perf_counter() - t0
+
+
+def evaluate_variants(args: argparse.Namespace, paths, out: Path) -> dict[str, dict[str, float]]:
+    """The trained model on the held-out split: flip test on / off, and each decoding with flip test on."""
+    import timm
+
+    from hrnet_backbones.evaluate import evaluate_coco, evaluate_landmarks, predict_dataset
+    from hrnet_backbones.train import TrainConfig, build_dataset, normalization
+
+    torch.set_num_threads(args.threads)
+    model = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+    cfg = TrainConfig(
+        model=args.model,
+        train_ann=str(paths.train_ann),
+        train_images=str(paths.train_images),
+        out=str(out),
+        head="pose" if args.kind == "pose" else "landmark",
+        codec=args.codec,
+        input_size=tuple(args.input_size),
+    )
+    mean, std = normalization(cfg)
+    val = build_dataset(cfg, str(paths.val_ann), str(paths.val_images), train=False, mean=mean, std=std)
+
+    def score(flip: bool, refine: str | None) -> dict[str, float]:
+        preds = predict_dataset(model, val, flip=flip, refine=refine, batch_size=64, num_workers=args.workers)
+        if args.kind == "pose":
+            return evaluate_coco(preds, val)[0]
+        return evaluate_landmarks(preds, val)
+
+    results = {
+        "flip, codec's decoding": score(True, "auto"),
+        "no flip, codec's decoding": score(False, "auto"),
+    }
+    for refine in REFINEMENTS:
+        results[f"flip, {refine or 'argmax'}"] = score(True, refine)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- report
+def print_curve(out: Path, metric: str) -> list[dict]:
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if "time_s" in r]
+    print(f"\n{'epoch':>5}  {'loss':>10}  {'lr':>8}  {'img/s':>7}  {'time s':>7}  {metric:>7}")
+    for r in epochs:
+        value = r.get("val", {}).get(metric)
+        shown = f"{value:.4f}" if value is not None else "-"
+        print(
+            f"{r['epoch']:>5}  {r['loss']:>10.6f}  {r['lr']:>8.2g}  {r['img_s']:>7.1f}  {r['time_s']:>7.1f}  {shown:>7}"
+        )
+    return epochs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.no_json and args.json.exists() and not args.force:
+        raise SystemExit(
+            f"{args.json} exists; pass --force to overwrite it (or --json elsewhere, or --no-json)"
+        )
+    work = args.work or Path(tempfile.mkdtemp(prefix="hrnet-learning-"))
+    metric = "AP" if args.kind == "pose" else "NME"
+    try:
+        paths = make_data(args, work)
+        n_train, n_val, k, layout = count_instances(args, paths)
+        print(f"{n_train} training and {n_val} held-out instances, {k} keypoints")
+        epochs = choose_epochs(args, n_train, n_val, k)
+        out = work / "run"
+        wall = run_training(args, paths, out, epochs)
+        curve = print_curve(out, metric)
+        variants = evaluate_variants(args, paths, out)
+        from hrnet_backbones.synth import mean_pose_baseline_ap, mean_shape_baseline_nme
+
+        if args.kind == "pose":
+            baseline = mean_pose_baseline_ap(paths.train_ann, paths.val_ann)
+        else:
+            baseline = mean_shape_baseline_nme(paths.train_ann, paths.val_ann, layout)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+    print(
+        f"\ntrained {epochs} epochs in {wall / 60:.1f} min ({args.nproc} process(es), {args.threads} threads)"
+    )
+    print(f"\n{'held-out ' + metric:<28}  {'value':>7}")
+    for name, stats in variants.items():
+        print(f"{name:<28}  {stats[metric]:>7.4f}")
+    print(f"{'constant mean ' + ('pose' if args.kind == 'pose' else 'shape'):<28}  {baseline:>7.4f}")
+    if not args.no_json:
+        from hrnet_backbones.fileio import atomic_write_text
+
+        record = {
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "epochs": epochs,
+            "train_instances": n_train,
+            "val_instances": n_val,
+            "wall_s": wall,
+            "curve": curve,
+            "held_out": variants,
+            "constant_baseline": baseline,
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
+        }
+        atomic_write_text(args.json, json.dumps(record, indent=2) + "\n")
+        print(f"\nresults -> {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
