@@ -790,19 +790,10 @@ def _write_model_folder(
     staging = Path(tempfile.mkdtemp(prefix=".model-", dir=out))
     try:
         write_folder(conv, staging / "model", model_id=None)
-        mode = _file_mode()
         for name in sorted(FOLDER_FILES, key=lambda n: n == "config.json"):
-            os.chmod(staging / "model" / name, mode)  # safetensors creates its file private (0600)
-            os.replace(staging / "model" / name, out / name)
+            os.replace(staging / "model" / name, out / name)  # write_folder gave them the umask's permissions
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _file_mode() -> int:
-    """The permissions ``open(path, "w")`` gives a new file under the current umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _origin_sentence(config: TrainConfig, history: list[dict[str, Any]]) -> str:

@@ -16,7 +16,7 @@ The package, by concern:
 * :mod:`.timing`: the timer (CUDA events on a GPU, wall and process CPU time on the CPU), the working-memory probe
   and the convolution ceiling;
 * :mod:`.runner`: :func:`run_benchmark`, which builds, checks and times every group;
-* :mod:`.report` and :mod:`.plot`: the text table, summaries, and the JSON / CSV / PNG files;
+* :mod:`.report`: the text table, summaries, and the JSON / CSV / PNG files (drawn by :mod:`hrnet_backbones.plot`);
 * :mod:`.cli`: ``hrnet-backbones bench`` and ``python benchmarks/throughput.py``.
 """
 

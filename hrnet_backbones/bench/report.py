@@ -197,7 +197,7 @@ def write_results(
     permissions; existing files need ``force``, and callers check that before the run with
     ``refuse_existing(result_paths(...), force)``). Returns the three paths.
     """
-    from .plot import plot_throughput
+    from ..plot import plot_throughput
 
     paths = result_paths(out_dir, name)
     refuse_existing(paths, force)
