@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from .cliutil import DEFAULT_MODEL, CLIError, check_size, format_table, input_size_arg
+from .cliutil import DEFAULT_MODEL, CLIError, check_size, format_table, input_size_arg, load_model
 
 __all__ = ["CLIError", "COMMANDS", "main"]
 
@@ -107,7 +107,8 @@ def _pose_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         required=True,
-        help="a converted model folder, 'hf-hub:ORG/NAME', 'local-dir:DIR' or a registered model name",
+        help="a converted model folder, 'hf-hub:ORG/NAME', 'local-dir:DIR', a registered model name, or an "
+        "exported .onnx / .xml file (hrnet-backbones export)",
     )
     p.add_argument(
         "--box",
@@ -132,23 +133,12 @@ def _pose_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load_pose_model(spec: str):
-    from pathlib import Path
+    """A converted / trained model, a registered name (random weights), or an exported ``.onnx`` / ``.xml``."""
+    if spec.endswith((".onnx", ".xml")):
+        from .deploy import load
 
-    import timm
-
-    if spec.startswith(("hf-hub:", "local-dir:")):
-        return timm.create_model(spec, pretrained=True)
-    if Path(spec).is_dir():
-        if not (Path(spec) / "config.json").is_file():
-            raise CLIError(f"{spec} has no config.json; convert a checkpoint first (hrnet-backbones convert)")
-        return timm.create_model(f"local-dir:{spec}", pretrained=True)
-    if timm.is_model(spec):
-        print(
-            f"warning: {spec} is built with random weights (give a converted folder for real keypoints)",
-            file=sys.stderr,
-        )
-        return timm.create_model(spec, head="pose", num_classes=17)
-    raise CLIError(f"--model {spec!r} is neither a folder, a hub id (hf-hub:ORG/NAME) nor a registered model")
+        return load(spec)
+    return load_model(spec, head="pose", num_classes=17)
 
 
 def _pose_run(args: argparse.Namespace) -> int:
@@ -253,6 +243,19 @@ def _bench_run(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+# --------------------------------------------------------------------------------------------------- export
+def _export_args(p: argparse.ArgumentParser) -> None:
+    from .deploy.cli import export_args
+
+    export_args(p)
+
+
+def _export_run(args: argparse.Namespace) -> int:
+    from .deploy.cli import export_run
+
+    return export_run(args)
+
+
 COMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
@@ -265,6 +268,11 @@ COMMANDS: dict[
     ),
     "push": ("upload a converted folder to the Hugging Face Hub", _push_args, _push_run),
     "pose": ("keypoints of the people in boxes of an image: JSON and an overlay PNG", _pose_args, _pose_run),
+    "export": (
+        "ONNX / OpenVINO file (fp32 or int8), verified against PyTorch, with a sidecar JSON",
+        _export_args,
+        _export_run,
+    ),
     "bench": (
         "throughput against timm's built-in HRNet (img/s, latency, memory, TFLOP/s; JSON, CSV, PNG)",
         _bench_args,

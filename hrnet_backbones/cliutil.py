@@ -7,9 +7,20 @@ dependencies point one way: ``cli`` -> command modules -> ``cliutil``.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-__all__ = ["CLIError", "DEFAULT_INPUT_SIZE", "DEFAULT_MODEL", "check_size", "format_table", "input_size_arg"]
+__all__ = [
+    "CLIError",
+    "DEFAULT_INPUT_SIZE",
+    "DEFAULT_MODEL",
+    "check_size",
+    "format_table",
+    "input_size_arg",
+    "load_model",
+]
 
 DEFAULT_MODEL = "hrnet_w32"
 DEFAULT_INPUT_SIZE = (256, 192)
@@ -47,3 +58,32 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def load_model(spec: str, features_only: bool = False, **name_kwargs: Any):
+    """The model a ``--model`` / ``MODEL`` argument names, in eval mode.
+
+    ``spec`` is ``hf-hub:ORG/NAME``, ``local-dir:DIR``, a folder holding a converted ``config.json`` (each loads
+    its weights and keeps its head), or a timm model name (random weights, with a warning; ``name_kwargs`` such
+    as ``head="pose", num_classes=17`` go to ``timm.create_model`` for names only). ``features_only``: the
+    feature extractor of the same model (the head dropped).
+    """
+    import timm
+
+    kwargs: dict[str, Any] = {"features_only": True} if features_only else {}
+    if spec.startswith(("hf-hub:", "local-dir:")):
+        return timm.create_model(spec, pretrained=True, **kwargs).eval()
+    if Path(spec).is_dir():
+        if not (Path(spec) / "config.json").is_file():
+            raise CLIError(f"{spec} has no config.json; convert a checkpoint first (hrnet-backbones convert)")
+        return timm.create_model(f"local-dir:{spec}", pretrained=True, **kwargs).eval()
+    if timm.is_model(spec):
+        print(
+            f"warning: {spec} is built with random weights (give a converted folder for real outputs)",
+            file=sys.stderr,
+        )
+        return timm.create_model(spec, **name_kwargs, **kwargs).eval()
+    raise CLIError(
+        f"model {spec!r} is neither a folder, a hub id (hf-hub:ORG/NAME, local-dir:DIR) nor a registered "
+        "model name; `hrnet-backbones list` shows the names"
+    )
