@@ -70,7 +70,10 @@ def export_args(p: argparse.ArgumentParser) -> None:
 
 
 def export_run(args: argparse.Namespace) -> int:
-    from .export import export_model
+    from pathlib import Path
+
+    from ..fileio import refuse_existing
+    from .export import check_format, export_model, output_files
 
     size = check_size(args.input_size) if args.input_size is not None else None
     if args.int8 and not args.calibration:
@@ -79,6 +82,12 @@ def export_run(args: argparse.Namespace) -> int:
         raise CLIError("--calibration is for --int8; add --int8 or drop --calibration")
     if args.calibration_images < 1:
         raise CLIError(f"--calibration-images must be positive, got {args.calibration_images}")
+    if args.calibration and not Path(args.calibration).is_dir():
+        raise CLIError(
+            f"--calibration {args.calibration}: no such folder (it should hold calibration images)"
+        )
+    # checked before the model is built, so a mistake costs nothing
+    refuse_existing(output_files(args.out, check_format(args.out, args.format)), args.force)
     model = load_model(args.model, features_only=args.features_only)
     result = export_model(
         model,

@@ -36,8 +36,10 @@ __all__ = [
     "FP32_TOLERANCE",
     "ExportResult",
     "calibration_crops",
+    "check_format",
     "export_model",
     "natural_image",
+    "output_files",
     "relative_error",
     "sidecar_path",
 ]
@@ -312,7 +314,7 @@ class ExportResult:
 def _runner(path: Path, fmt: str) -> Callable[[np.ndarray], list[np.ndarray]]:
     from .runtime import open_session
 
-    return open_session(path, fmt, threads=None)
+    return open_session(path, fmt, threads=torch.get_num_threads())  # as many threads as PyTorch
 
 
 def export_model(
@@ -353,7 +355,7 @@ def export_model(
         FileExistsError: ``out`` or its sidecar exists and ``force`` is not set.
     """
     out = Path(out)
-    fmt = _check_format(out, fmt)
+    fmt = check_format(out, fmt)
     if exporter not in ("torchscript", "dynamo"):
         raise ValueError(f"exporter must be 'torchscript' or 'dynamo', got {exporter!r}")
     if batch_size is not None and batch_size < 1:
@@ -362,8 +364,7 @@ def export_model(
         raise ValueError("int8 needs calibration images: pass --calibration IMAGE_DIR")
     if int8 and not Path(calibration).is_dir():
         raise FileNotFoundError(f"calibration folder not found: {calibration}")
-    targets = [out, sidecar_path(out)] + ([out.with_suffix(".bin")] if fmt == "openvino" else [])
-    refuse_existing(targets, force)
+    refuse_existing(output_files(out, fmt), force)
 
     model = model.eval().cpu().float()
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
@@ -491,7 +492,15 @@ def _is_udp(cfg: dict[str, Any]) -> bool:
     return "udp" in str((cfg.get("codec") or {}).get("type", "")).lower()
 
 
-def _check_format(out: Path, fmt: str | None) -> str:
+def output_files(out: str | os.PathLike, fmt: str) -> list[Path]:
+    """Every file an export to ``out`` writes: the model (with OpenVINO's ``.bin``) and the sidecar."""
+    out = Path(out)
+    return [out, *([out.with_suffix(".bin")] if fmt == "openvino" else []), sidecar_path(out)]
+
+
+def check_format(out: str | os.PathLike, fmt: str | None) -> str:
+    """The format of an export to ``out``: ``fmt``, or what the suffix says; the two must agree."""
+    out = Path(out)
     by_suffix = FORMATS.get(out.suffix.lower())
     if fmt is None:
         if by_suffix is None:
