@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from .cliutil import DEFAULT_MODEL, CLIError, check_size, format_table, input_size_arg, load_model
+from .cliutil import DEFAULT_MODEL, CLIError, check_size, format_table, input_size_arg, load_keypoint_model
 
 __all__ = ["CLIError", "COMMANDS", "main"]
 
@@ -132,15 +132,6 @@ def _pose_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
-def _load_pose_model(spec: str):
-    """A converted / trained model, a registered name (random weights), or an exported ``.onnx`` / ``.xml``."""
-    if spec.endswith((".onnx", ".xml")):
-        from .deploy import load
-
-        return load(spec)
-    return load_model(spec, head="pose", num_classes=17)
-
-
 def _pose_run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
@@ -166,7 +157,7 @@ def _pose_run(args: argparse.Namespace) -> int:
         pil = Image.open(image_path).convert("RGB")
     except (UnidentifiedImageError, OSError) as e:
         raise CLIError(f"cannot read {image_path} as an image: {e}") from None
-    model = _load_pose_model(args.model)
+    model = load_keypoint_model(args.model)
     meta = keypoint_meta(model)
     image = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0).permute(2, 0, 1)
     refine = None if args.refine == "none" else args.refine

@@ -19,6 +19,7 @@ __all__ = [
     "check_size",
     "format_table",
     "input_size_arg",
+    "load_keypoint_model",
     "load_model",
 ]
 
@@ -60,7 +61,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     return "\n".join(lines)
 
 
-def load_model(spec: str, features_only: bool = False, **name_kwargs: Any):
+def load_model(spec: str, features_only: bool = False, **name_kwargs: Any) -> Any:
     """The model a ``--model`` / ``MODEL`` argument names, in eval mode.
 
     ``spec`` is ``hf-hub:ORG/NAME``, ``local-dir:DIR``, a folder holding a converted ``config.json`` (each loads
@@ -87,3 +88,14 @@ def load_model(spec: str, features_only: bool = False, **name_kwargs: Any):
         f"model {spec!r} is neither a folder, a hub id (hf-hub:ORG/NAME, local-dir:DIR) nor a registered "
         "model name; `hrnet-backbones list` shows the names"
     )
+
+
+def load_keypoint_model(spec: str, num_keypoints: int = 17) -> Any:
+    """A keypoint model: what :func:`load_model` accepts (a name gets a ``num_keypoints`` pose head), or a file
+    written by ``hrnet-backbones export`` (``.onnx`` / OpenVINO ``.xml``, run by :func:`hrnet_backbones.deploy.load`).
+    """
+    if spec.endswith((".onnx", ".xml")):
+        from .deploy import load
+
+        return load(spec)
+    return load_model(spec, head="pose", num_classes=num_keypoints)

@@ -142,7 +142,7 @@ def test_sidecar_carries_what_a_deployment_needs(onnx_file):
     cfg = side["pretrained_cfg"]
     assert cfg["keypoint_names"] == list(COCO_KEYPOINTS.keypoint_names)
     assert cfg["flip_pairs"] == [list(p) for p in COCO_KEYPOINTS.flip_pairs]
-    assert cfg["codec"]["type"] == "udp" and cfg["input_size"] == [3, *SIZE]
+    assert cfg["codec"]["type"] == "UDPHeatmap" and cfg["input_size"] == [3, *SIZE]
     assert side["versions"]["hrnet_backbones"] and side["versions"]["onnxruntime"]
     graph = onnx.load(str(onnx_file)).graph
     assert [o.name for o in graph.output] == ["heatmaps"] and graph.input[0].name == "image"

@@ -190,8 +190,11 @@ def _model_cfg(model: nn.Module, input_size: tuple[int, int], features_only: boo
             keypoint_names=list(meta.keypoint_names),
             flip_pairs=[list(p) for p in meta.flip_pairs],
             skeleton=[list(p) for p in meta.skeleton],
-            codec={**dict(cfg.get("codec") or {}), "type": meta.codec, "sigma": meta.sigma},
         )
+        codec = dict(cfg.get("codec") or {})
+        codec.setdefault("type", "UDPHeatmap" if meta.codec == "udp" else "MSRAHeatmap")
+        codec.setdefault("sigma", meta.sigma)
+        cfg["codec"] = codec
     return _json_safe(cfg)
 
 

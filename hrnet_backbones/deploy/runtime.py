@@ -99,6 +99,16 @@ class DeployedModel:
     def device(self) -> torch.device:
         return torch.device("cpu")
 
+    def to(self, device: torch.device | str) -> DeployedModel:
+        """The runtimes run on the CPU: ``to("cpu")`` is accepted (as model code calls it), any other device not."""
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"an exported model runs on the CPU, not {device}; move the inputs to the CPU")
+        return self
+
+    def parameters(self):
+        """No trainable parameters: one empty CPU tensor, for code that reads the model's device from them."""
+        yield torch.empty(0)
+
     def eval(self) -> DeployedModel:
         return self
 
