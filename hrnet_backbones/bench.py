@@ -15,6 +15,9 @@ Contenders (``impls``):
 * ``eager``: the model as ``timm.create_model(name, features_only=True)`` gives it.
 * ``fast``: :func:`hrnet_backbones.optimize_for_inference` (with ``dtype`` set for fp16 / bf16 rows).
 * ``compile:MODE`` / ``fast+compile:MODE``: ``torch.compile`` of the eager / fast model (compile time reported).
+* ``ort``, ``ort-int8``, ``openvino``, ``openvino-int8``: the model exported as ``hrnet-backbones export`` does,
+  run by ONNX Runtime / OpenVINO (:mod:`hrnet_backbones.deploy.contenders`; CPU fp32 rows, export and
+  quantization time in the setup time).
 * training rows (``mode="train"``): ``timm``, ``eager`` and ``eager+ckpt`` (gradient checkpointing); one step is
   forward, a mean-of-outputs loss, backward and an SGD step.
 
@@ -71,6 +74,8 @@ TASK_SIZES: dict[str, tuple[int, int]] = {
 }
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 INFER_IMPLS = ("timm", "eager", "fast")
+#: exported-file contenders (hrnet_backbones.deploy.contenders; the deploy extra): not in the default set
+DEPLOY_IMPLS = ("ort", "ort-int8", "openvino", "openvino-int8")
 TRAIN_IMPLS = ("timm", "eager", "eager+ckpt")
 BASELINE = "timm"
 
@@ -86,7 +91,7 @@ def parse_size(spec: str) -> tuple[int, int]:
 
 
 def _check_impl(impl: str, mode: str) -> None:
-    allowed = TRAIN_IMPLS if mode == "train" else INFER_IMPLS
+    allowed = TRAIN_IMPLS if mode == "train" else INFER_IMPLS + DEPLOY_IMPLS
     base = impl.split(":", 1)[0]
     if base in allowed or (mode == "infer" and base in ("compile", "fast+compile") and ":" in impl):
         return
@@ -398,6 +403,11 @@ def _infer_contender(
 ) -> _Contender:
     from .fast import optimize_for_inference
 
+    if impl in DEPLOY_IMPLS:
+        from .deploy.contenders import deploy_contender
+
+        step, setup_s = deploy_contender(impl, eager, x, precision)
+        return _Contender(impl, step, setup_s)
     t0 = time.perf_counter()
     base, _, compile_mode = impl.partition(":")
     low = PRECISIONS[precision] if precision != "fp32" else None
@@ -874,7 +884,8 @@ def add_arguments(p) -> None:
         nargs="+",
         default=list(INFER_IMPLS),
         metavar="IMPL",
-        help="inference contenders: timm, eager, fast, compile:MODE, fast+compile:MODE (default: timm eager fast)",
+        help="inference contenders: timm, eager, fast, compile:MODE, fast+compile:MODE, and with the deploy extra "
+        "ort, ort-int8, openvino, openvino-int8 (exported files; CPU, fp32 rows) (default: timm eager fast)",
     )
     p.add_argument(
         "--compile",
