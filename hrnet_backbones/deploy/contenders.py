@@ -1,17 +1,19 @@
 """Benchmark contenders that run an exported file: ``ort``, ``ort-int8``, ``openvino``, ``openvino-int8``.
 
 Each builds what ``hrnet-backbones export`` would write for the benchmarked model (fp32 ONNX from the
-TorchScript-based exporter, the group's batch fixed, height and width dynamic; int8 by ONNX Runtime's static
-QDQ quantization calibrated on 16 :func:`~hrnet_backbones.deploy.export.natural_image` crops of the group's size)
+TorchScript-based exporter, batch, height and width dynamic; int8 by ONNX Runtime's static QDQ quantization
+calibrated on 8 :func:`~hrnet_backbones.deploy.export.natural_image` crops of the group's size)
 and times the runtime's call on the group's input. ONNX Runtime runs with all graph optimisations, OpenVINO in
-fp32 with the latency hint; both with as many intra-op threads as PyTorch. The files of one model and shape are
-built once per process and shared by the contenders (ONNX Runtime and OpenVINO run the same int8 file).
+fp32 with the latency hint; both with as many intra-op threads as PyTorch. The files of one model and input size
+are built once per process and shared by the contenders and batch sizes (ONNX Runtime and OpenVINO run the same
+int8 file).
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,33 +32,35 @@ DEPLOY_IMPLS: dict[str, tuple[str, bool]] = {
 }
 
 _workdir: tempfile.TemporaryDirectory | None = None
-_files: dict[tuple[int, tuple[int, ...], bool], Path] = {}
+#: model -> {(H, W, int8): file}; weak, so a freed model's entry cannot be mistaken for a new one's
+_files: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int, bool], Path]] = weakref.WeakKeyDictionary()
 
 
 def _file(model: nn.Module, x: torch.Tensor, int8: bool) -> Path:
-    """The fp32 (or int8) ONNX file of ``model`` at ``x``'s shape, built on first use."""
+    """The fp32 (or int8) ONNX file of ``model`` at ``x``'s height and width, built on first use."""
     global _workdir
-    key = (id(model), tuple(x.shape), int8)
-    if key in _files:
-        return _files[key]
+    files = _files.setdefault(model, {})
+    key = (*x.shape[-2:], int8)
+    if key in files:
+        return files[key]
     from .export import _export_onnx, _outputs, natural_image
     from .quantize import quantize_onnx
 
     if _workdir is None:
         _workdir = tempfile.TemporaryDirectory(prefix="hrnet-bench-")
-    stem = Path(_workdir.name) / f"m{len(_files)}"
+    stem = Path(tempfile.mkdtemp(dir=_workdir.name)) / "model"
     if int8:
         fp32 = _file(model, x, False)
         h, w = x.shape[-2:]
-        crops = natural_image(16, (h, w), seed=3)
-        quantize_onnx(fp32, stem.with_suffix(".int8.onnx"), crops, batch=x.shape[0])
+        crops = natural_image(8, (h, w), seed=3)
+        quantize_onnx(fp32, stem.with_suffix(".int8.onnx"), crops)
         path = stem.with_suffix(".int8.onnx")
     else:
         path = stem.with_suffix(".onnx")
         with torch.no_grad():
             n = len(_outputs(model.eval()(x)))
-        _export_onnx(model, path, x, [f"output{i}" for i in range(n)], False, "torchscript")
-    _files[key] = path
+        _export_onnx(model, path, x, [f"output{i}" for i in range(n)], True, "torchscript")
+    files[key] = path
     return path
 
 
