@@ -16,7 +16,9 @@ in float64 (the output says which); the reference affine solves the official thr
 (``cv2.getAffineTransform`` when OpenCV is there). Results are checked to agree (quarter and targets exactly,
 DARK within 1e-5 heatmap px, image coordinates within 1e-3 px) before any ratio is printed.
 
-    python benchmarks/decode.py [--batch 64] [--repeat 30] [--json benchmarks/results/decode_cpu.json]
+    python benchmarks/decode.py [--batch 64] [--repeat 30] [--json benchmarks/results/decode_cpu.json --force]
+
+An existing ``--json`` file (the committed results) is refused before anything runs; ``--force`` reproduces it.
 """
 
 from __future__ import annotations
@@ -37,7 +39,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hrnet_backbones.cliutil import report_errors  # noqa: E402
+from hrnet_backbones.fileio import atomic_write_text, refuse_existing  # noqa: E402
 from hrnet_backbones.keypoints import MSRAHeatmap, transform_preds  # noqa: E402
+
+PROG = "benchmarks/decode.py"
 
 try:  # optional: the official code's own blur and affine solver
     import cv2
@@ -300,11 +306,11 @@ def summary(times: list[float]) -> dict[str, float]:
     return {"median": statistics.median(times), "p10": q[0], "p90": q[-1], "min": min(times)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=64, help="instances (default 64)")
     parser.add_argument("--repeat", type=int, default=30, help="timed repetitions per case (default 30)")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed repetitions first (default 3)")
     parser.add_argument(
         "--threads",
         type=int,
@@ -312,11 +318,28 @@ def main(argv: list[str] | None = None) -> int:
         help="torch intra-op threads (default 1: the NumPy references are single-threaded too, so the ratio "
         "measures the algorithm, not the core count; 0 keeps torch's default)",
     )
-    parser.add_argument("--device", default="cpu", help="where our code runs (the references are NumPy)")
-    parser.add_argument("--pause", type=float, default=0.02, help="seconds of sleep before each timed call")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--device", default="cpu", help="where our code runs (the references are NumPy) (default cpu)"
+    )
+    parser.add_argument(
+        "--pause", type=float, default=0.02, help="seconds of sleep before each timed call (default 0.02)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="(default 0)")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the results here (default: print only)"
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --json file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return report_errors(PROG, lambda: run(args, argv))
+
+
+def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    if args.json:
+        refuse_existing([args.json], args.force)  # before the timing, not after it
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -415,7 +438,6 @@ def main(argv: list[str] | None = None) -> int:
         " which ignores time spent descheduled on a shared machine."
     )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         meta = {
             "command": "python benchmarks/decode.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "heatmaps": list(hm.shape),
@@ -430,7 +452,8 @@ def main(argv: list[str] | None = None) -> int:
             "pause_s": args.pause,
             "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         }
-        args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+        print(f"wrote {args.json}")
     return 0
 
 

@@ -11,7 +11,15 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from .cliutil import DEFAULT_MODEL, CLIError, check_size, format_table, input_size_arg, load_keypoint_model
+from .cliutil import (
+    DEFAULT_MODEL,
+    CLIError,
+    check_size,
+    format_table,
+    input_size_arg,
+    load_keypoint_model,
+    report_errors,
+)
 
 __all__ = ["CLIError", "COMMANDS", "main"]
 
@@ -289,16 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    try:
-        import hrnet_backbones  # noqa: F401  (registers the models)
+    import hrnet_backbones  # noqa: F401  (registers the models)
 
-        return COMMANDS[args.command][2](args)
-    except (CLIError, ValueError, OSError) as e:  # OSError: missing files, permissions, a full disk
-        print(f"hrnet-backbones {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return report_errors(f"hrnet-backbones {args.command}", lambda: COMMANDS[args.command][2](args))
 
 
 if __name__ == "__main__":

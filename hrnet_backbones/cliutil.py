@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ __all__ = [
     "input_size_arg",
     "load_keypoint_model",
     "load_model",
+    "report_errors",
 ]
 
 DEFAULT_MODEL = "hrnet_w32"
@@ -29,6 +30,19 @@ DEFAULT_INPUT_SIZE = (256, 192)
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
+
+
+def report_errors(prog: str, run: Callable[[], int]) -> int:
+    """``run()``'s exit status; a :class:`CLIError`, ``ValueError`` or ``OSError`` (missing files, permissions, a
+    full disk) becomes one line ``PROG: error: ...`` on stderr and exit status 2, Ctrl-C exit status 130."""
+    try:
+        return run()
+    except (CLIError, ValueError, OSError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def input_size_arg(parser: argparse.ArgumentParser, default: tuple[int, int] = DEFAULT_INPUT_SIZE) -> None:

@@ -31,6 +31,7 @@ separately by the benchmark suite, never the default).
 from __future__ import annotations
 
 import copy
+import os
 import warnings
 from typing import Any
 
@@ -46,6 +47,8 @@ __all__ = [
     "FusedBottleneck",
     "FusedConv2d",
     "FusedHighResolutionModule",
+    "cpu_bf16_path",
+    "native_bf16_cpu",
     "optimize_for_inference",
 ]
 
@@ -72,6 +75,51 @@ def _probe_onednn() -> bool:
 #: convolutions to them); eager PyTorch has no public conv with a fused residual add, so we call them directly
 #: and fall back to ``conv2d`` + in-place ops whenever they are missing or the inputs do not suit them.
 ONEDNN_FUSION = _probe_onednn()
+
+#: Environment variable that makes this package treat the CPU as one without bfloat16 support: ``0`` (no oneDNN
+#: bfloat16 kernels, no native bfloat16) or ``auto`` (the default: ask torch). It lets the bfloat16 fallback be
+#: tested on any machine (``HRNET_BACKBONES_CPU_BF16=0 python -m pytest``). :data:`ONEDNN_BF16` reads it when this
+#: module is imported, :func:`native_bf16_cpu` on each call.
+CPU_BF16_ENV = "HRNET_BACKBONES_CPU_BF16"
+
+
+def cpu_bf16_forced_off() -> bool:
+    """Whether :data:`CPU_BF16_ENV` is ``0`` (``auto`` or unset: False; anything else is refused)."""
+    value = os.environ.get(CPU_BF16_ENV, "auto").strip().lower()
+    if value in ("", "auto"):
+        return False
+    if value == "0":
+        return True
+    raise ValueError(
+        f"{CPU_BF16_ENV}={value!r} is not understood: set it to 0 (treat this CPU as one without bfloat16 "
+        "support) or auto (ask torch), or unset it"
+    )
+
+
+def _probe_onednn_bf16() -> bool:
+    """Whether oneDNN's bfloat16 convolutions run on this CPU at all (natively or emulated with float32 code).
+
+    ``torch.ops.mkldnn._is_mkldnn_bf16_supported`` is ATen's ``mkldnn_bf16_device_check()``
+    (aten/src/ATen/native/mkldnn/Utils.h): AVX512BW + AVX512VL + AVX512DQ, or AVX-NE-CONVERT. It is the very
+    check behind ``mkldnn_reorder_conv2d_weight: bf16 path needs the cpu support avx_ne_convert or avx512bw,
+    avx512vl and avx512dq``, and the one ``torch._inductor`` asks before it emits these kernels. It says nothing
+    about speed: see :func:`native_bf16_cpu` for that.
+    """
+    if cpu_bf16_forced_off() or not ONEDNN_FUSION:
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+#: oneDNN's bfloat16 convolution kernels run here. Without them (an AVX2-only CPU, or forced off through
+#: :data:`CPU_BF16_ENV`) a bfloat16 fast model keeps bfloat16 weights and activations but computes each
+#: convolution with oneDNN's float32 kernels on the upcast values and rounds the result to bfloat16, which is the
+#: rounding oneDNN's bfloat16 kernels apply too (they accumulate in float32). We chose this over ATen's portable
+#: bfloat16 ``conv2d`` (what ``F.conv2d`` falls back to on such CPUs), which runs at a small fraction of float32
+#: speed there; converting the activations costs far less than that.
+ONEDNN_BF16 = _probe_onednn_bf16()
 
 
 class FusedConv2d(nn.Module):
@@ -140,29 +188,45 @@ class FusedConv2d(nn.Module):
         state["_packed"] = state["_packed_key"] = None
         return state
 
-    def _onednn_weight(self, x: torch.Tensor) -> torch.Tensor:
-        """The weight reordered once into oneDNN's blocked layout (channels_last only: with a packed weight
-        oneDNN returns channels_last whatever the input, so NCHW models keep the plain weight)."""
+    def _onednn_weight(self, x: torch.Tensor, compute: torch.dtype) -> torch.Tensor:
+        """The weight in ``compute`` dtype, reordered once into oneDNN's blocked layout (channels_last only: with a
+        packed weight oneDNN returns channels_last whatever the input, so NCHW models keep the plain layout)."""
         w = self.weight
-        if self.memory_format != _CL:
+        if self.memory_format != _CL and w.dtype == compute:
             return w
-        key = (w.device, w.dtype, w.data_ptr(), w._version)
+        key = (w.device, w.dtype, compute, w.data_ptr(), w._version)
         if self._packed_key != key:
-            self._packed = torch.ops.mkldnn._reorder_convolution_weight(
-                w.detach(), self.padding, self.stride, self.dilation, self.groups, list(x.shape)
-            )
-            self._packed_key = key
+            wc = w.detach().to(compute)
+            if self.memory_format == _CL:
+                wc = torch.ops.mkldnn._reorder_convolution_weight(
+                    wc, self.padding, self.stride, self.dilation, self.groups, list(x.shape)
+                )
+            self._packed, self._packed_key = wc, key
         return self._packed
 
-    def _use_onednn(self, x: torch.Tensor, add: torch.Tensor | None) -> bool:
-        if not ONEDNN_FUSION or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.bfloat16):
-            return False
+    def _onednn_dtype(self, x: torch.Tensor, add: torch.Tensor | None) -> torch.dtype | None:
+        """The dtype oneDNN's fused kernels compute this call in, or None for the portable ``conv2d`` path.
+
+        float32 computes in float32; bfloat16 in bfloat16 where oneDNN has bfloat16 kernels for this CPU
+        (:data:`ONEDNN_BF16`) and in float32 elsewhere.
+        """
+        if not ONEDNN_FUSION or x.device.type != "cpu":
+            return None
+        if x.dtype == torch.float32:
+            compute = torch.float32
+        elif x.dtype == torch.bfloat16:
+            compute = torch.bfloat16 if ONEDNN_BF16 else torch.float32
+        else:
+            return None
         if torch.is_grad_enabled() and x.requires_grad:
-            return False
+            return None
         if torch.compiler.is_compiling():
-            return False  # let the compiler see a plain conv2d and do its own fusion
-        fmt = self.memory_format
-        return add is None or (add.dtype == x.dtype and add.is_contiguous(memory_format=fmt))
+            return None  # let the compiler see a plain conv2d and do its own fusion
+        if add is not None and (
+            add.dtype != x.dtype or not add.is_contiguous(memory_format=self.memory_format)
+        ):
+            return None
+        return compute
 
     def forward(
         self,
@@ -178,11 +242,23 @@ class FusedConv2d(nn.Module):
             x = x.to(self.weight.dtype)
         if not x.is_contiguous(memory_format=self.memory_format):
             x = x.contiguous(memory_format=self.memory_format)
-        if self._use_onednn(x, add):
-            ops = torch.ops.mkldnn
-            w = self._onednn_weight(x)
-            args = (self.padding, self.stride, self.dilation, self.groups)
-            unary = "relu" if relu else None
+        compute = self._onednn_dtype(x, add)
+        if compute is not None:
+            return self._onednn_forward(x, add, inplace, relu, compute)
+        y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if add is not None:
+            y = add.add_(y) if inplace else y.add_(add)
+        return torch.relu_(y) if relu else y
+
+    def _onednn_forward(
+        self, x: torch.Tensor, add: torch.Tensor | None, inplace: bool, relu: bool, compute: torch.dtype
+    ) -> torch.Tensor:
+        """One oneDNN call: conv + bias (+ add) (+ ReLU), computed in ``compute``; the result in ``x``'s dtype."""
+        ops = torch.ops.mkldnn
+        w = self._onednn_weight(x, compute)
+        args = (self.padding, self.stride, self.dilation, self.groups)
+        unary = "relu" if relu else None
+        if compute == x.dtype:
             if add is None:
                 return ops._convolution_pointwise(x, w, self.bias, *args, unary or "none", [], "")
             if inplace:
@@ -190,10 +266,15 @@ class FusedConv2d(nn.Module):
                     add, x, w, self.bias, *args, "add", 1.0, unary, [], ""
                 )
             return ops._convolution_pointwise.binary(x, add, w, self.bias, *args, "add", 1.0, unary, [], "")
-        y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
-        if add is not None:
-            y = add.add_(y) if inplace else y.add_(add)
-        return torch.relu_(y) if relu else y
+        # bfloat16 values, float32 arithmetic (see ONEDNN_BF16): one rounding to bfloat16 at the end
+        xc, bias = x.to(compute), self.bias.to(compute)
+        if add is None:
+            y = ops._convolution_pointwise(xc, w, bias, *args, unary or "none", [], "")
+        else:
+            y = ops._convolution_pointwise.binary(
+                xc, add.to(compute), w, bias, *args, "add", 1.0, unary, [], ""
+            )
+        return add.copy_(y) if inplace else y.to(x.dtype)
 
 
 def _fold_sequential(seq: nn.Sequential) -> FusedConv2d:
@@ -423,13 +504,39 @@ def _fold_stem(trunk: HRNetTrunk) -> None:
 
 
 def native_bf16_cpu() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); without it oneDNN emulates bfloat16
-    convolutions with float32 instructions plus conversions, slower than plain float32."""
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX, from ``torch.cpu.get_capabilities()``);
+    without it bfloat16 convolutions are emulated with float32 instructions plus conversions, slower than plain
+    float32. False when :data:`CPU_BF16_ENV` is ``0``."""
+    if cpu_bf16_forced_off():
+        return False
     checks = (
         getattr(torch.cpu, "_is_avx512_bf16_supported", None),
         getattr(torch.cpu, "_is_amx_tile_supported", None),
     )
     return any(check() for check in checks if check is not None)
+
+
+def cpu_bf16_path() -> str:
+    """How a bfloat16 fast model computes its convolutions on this CPU: ``"onednn-bf16"`` (oneDNN's bfloat16
+    kernels) or ``"fp32-compute"`` (bfloat16 tensors, float32 oneDNN kernels: see :data:`ONEDNN_BF16`)."""
+    return "onednn-bf16" if ONEDNN_BF16 else "fp32-compute"
+
+
+def _warn_bf16_without_native_support() -> None:
+    if ONEDNN_BF16:
+        how = "oneDNN emulates bfloat16 with float32 instructions"
+    else:
+        how = (
+            "this CPU lacks the AVX512BW/VL/DQ (or AVX-NE-CONVERT) instructions oneDNN's bfloat16 convolutions "
+            "need, so the fast path keeps bfloat16 weights and activations and computes each convolution in "
+            "float32"
+        )
+    warnings.warn(
+        f"dtype=torch.bfloat16 on a CPU without native bfloat16 (no AVX512-BF16 or AMX): {how}; it runs slower "
+        "than float32 here, so leave dtype unset on this machine",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def optimize_for_inference(
@@ -449,6 +556,8 @@ def optimize_for_inference(
         channels_last: keep activations and weights channels_last (NHWC), oneDNN's and cuDNN's native layout.
         dtype: cast weights (and, on entry, inputs) to this dtype, e.g. ``torch.bfloat16`` on CPUs with AMX /
             AVX512-BF16 or ``torch.float16`` on GPUs; folding is done in the original precision first.
+            ``torch.bfloat16`` works on every x86-64 CPU: where oneDNN has no bfloat16 kernels (AVX2-only CPUs)
+            the convolutions compute in float32 on the bfloat16 values (:func:`cpu_bf16_path` says which).
         compile: a ``torch.compile`` mode (``"default"``, ``"reduce-overhead"``, ``"max-autotune"``...) to wrap the
             result in; compilation takes minutes on the first call, so it is opt-in (on the CPU, Inductor's
             ``torch._inductor.config.freezing = True`` lets it pre-pack the weights as the eager fast path does).
@@ -472,12 +581,7 @@ def optimize_for_inference(
         )
     on_cpu = all(p.device.type == "cpu" for p in model.parameters())
     if dtype == torch.bfloat16 and on_cpu and not native_bf16_cpu():
-        warnings.warn(
-            "dtype=torch.bfloat16 on a CPU without native bfloat16 (no AVX512-BF16 or AMX): oneDNN emulates it and "
-            "it runs slower than float32 here; leave dtype unset on this machine",
-            UserWarning,
-            stacklevel=2,
-        )
+        _warn_bf16_without_native_support()
     if not inplace:
         model = copy.deepcopy(model)
     with torch.no_grad():

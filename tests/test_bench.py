@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 import re
+import stat
 
 import pytest
 import torch
 from PIL import Image
 
 import hrnet_backbones  # noqa: F401  (registers the models)
+from hrnet_backbones import fast as fast_module
 from hrnet_backbones.bench import (
+    CONTENDERS,
     BenchSpec,
+    ProgressPrinter,
     Row,
     Timer,
     checkpointing_summary,
+    contender_type,
     parse_size,
     peak_memory_mb,
+    register_contender,
     run_benchmark,
     scaling_report,
     write_results,
 )
+from hrnet_backbones.bench import runner as bench_runner
 from hrnet_backbones.cli import main
 
 
@@ -193,3 +202,117 @@ def test_cpu_timer_and_memory_probe_measure_the_call():
     assert wall > 0 and cpu is not None and cpu >= 0
     mem = peak_memory_mb(lambda: torch.ones(64, 2**20 // 4), torch.device("cpu"))  # 64 MiB, touched
     assert mem is None or mem >= 48
+
+
+# ------------------------------------------------------------------------------------- progress and bf16 skipping
+def test_progress_names_every_contender_in_every_round():
+    steps: list[str] = []
+    run_benchmark(
+        _tiny_spec(modes=("infer",), repeats=2, warmup=1), complexity=False, step_progress=steps.append
+    )
+    for impl in ("timm", "eager", "fast"):
+        for what in ("building", "first call of", "warm-up 1/1", "round 1/2", "round 2/2", "memory of"):
+            assert any(f"{what} {impl}" in s for s in steps), (what, impl, steps)
+    assert all(s.startswith("  [1/1] hrnetv2p_w32 64x64 batch 1 fp32 infer: ") for s in steps)
+
+
+def test_progress_printer_prints_group_lines_and_throttles_steps():
+    out, now = io.StringIO(), [0.0]
+    printer = ProgressPrinter(interval=5.0, stream=out, clock=lambda: now[0])
+    printer.group("[1/1] group ...")
+    for t, msg in ((1.0, "round 1/3 timm"), (3.0, "round 1/3 fast"), (9.0, "round 2/3 timm")):
+        now[0] = t
+        printer.step(msg)
+    assert out.getvalue().splitlines() == ["[1/1] group ...", "round 2/3 timm (previous step 6.0 s)"]
+
+
+def test_cli_progress_interval_zero_prints_every_step(tmp_path, capsys):
+    argv = ["bench", "--arch", "tiny", "--sizes", "64x64", "--batch-sizes", "1", "--repeats", "1"]
+    argv += ["--warmup", "0", "--device", "cpu", "--no-ceiling", "--no-complexity", "--no-files"]
+    assert main([*argv, "--impls", "fast", "--progress-interval", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "round 1/1 fast (previous step" in err
+
+
+def test_bf16_groups_are_skipped_and_said_first_on_a_cpu_without_native_bf16(monkeypatch):
+    monkeypatch.setenv("HRNET_BACKBONES_CPU_BF16", "0")
+    said: list[str] = []
+    result = run_benchmark(
+        _tiny_spec(modes=("infer",), impls=("fast",), precisions=("fp32", "bf16")),
+        progress=said.append,
+        complexity=False,
+    )
+    assert said[0].startswith("skipping 1 bf16 group(s): this CPU has no native bfloat16")
+    assert "--emulated-bf16" in said[0]
+    assert {r.precision for r in result.rows} == {"fp32"}
+    assert result.skipped == ["hrnetv2p_w32 64x64 batch 1 bf16 infer"]
+    assert result.environment["native_bf16"] is False
+
+
+def test_emulated_bf16_measures_them_after_saying_so(monkeypatch):
+    monkeypatch.setenv("HRNET_BACKBONES_CPU_BF16", "0")
+    monkeypatch.setattr(fast_module, "ONEDNN_BF16", False)  # read from the variable at import
+    said: list[str] = []
+    result = run_benchmark(
+        _tiny_spec(modes=("infer",), impls=("fast",), precisions=("bf16",), emulated_bf16=True),
+        progress=said.append,
+        complexity=False,
+    )
+    assert said[0].startswith("bf16 on a CPU without native bfloat16") and "minutes" in said[0]
+    assert [(r.precision, r.status) for r in result.rows] == [("bf16", "ok")]
+    assert result.environment["fast_bf16_path"] == "fp32-compute"
+
+
+def test_cli_refuses_a_bf16_only_run_on_a_cpu_without_native_bf16_before_any_work(
+    monkeypatch, tmp_path, capsys
+):
+    monkeypatch.setenv("HRNET_BACKBONES_CPU_BF16", "0")
+    for work in ("conv_ceiling", "build_model"):
+        monkeypatch.setattr(bench_runner, work, lambda *a, **k: pytest.fail("the benchmark ran"))
+    argv = ["bench", "--arch", "tiny", "--precision", "bf16", "--device", "cpu", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--emulated-bf16" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------- the registry
+def test_a_registered_contender_is_timed_like_the_built_in_ones():
+    @register_contender("eager-twice", "infer", help="test only")
+    def _build(ctx):
+        model = ctx.eager
+
+        def step():
+            with torch.inference_mode():
+                model(ctx.x)
+                return model(ctx.x)
+
+        return step
+
+    try:
+        result = run_benchmark(_tiny_spec(modes=("infer",), impls=("timm", "eager-twice")), complexity=False)
+    finally:
+        del CONTENDERS["infer", "eager-twice"]
+    row = {r.impl: r for r in result.rows}["eager-twice"]
+    assert row.status == "ok" and row.max_rel_diff == 0.0 and row.ratio_vs_timm > 0
+
+
+def test_contender_options_are_checked_against_the_registry():
+    assert contender_type("compile:max-autotune", "infer").name == "compile"
+    for bad in ("compile", "fast:x", "eager+ckpt"):
+        with pytest.raises(ValueError, match="unknown infer contender.*compile:MODE"):
+            contender_type(bad, "infer")
+
+
+def test_registering_a_name_twice_is_refused():
+    with pytest.raises(ValueError, match="already registered"):
+        register_contender("fast", "infer")(lambda ctx: None)
+
+
+def test_result_files_get_the_umask_permissions(tiny_result, tmp_path):
+    old = os.umask(0o022)
+    try:
+        paths = write_results(tiny_result, tmp_path / "out")
+    finally:
+        os.umask(old)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in paths} == {0o644}

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from conftest import randomize
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import hrnet_backbones
 from hrnet_backbones import fast as fast_module
@@ -111,21 +112,99 @@ def test_portable_path_matches_onednn_path(monkeypatch):
     assert_close_rel(portable, fused, rel=1e-5)
 
 
-def test_bfloat16_fast_path_is_close_to_fp32(monkeypatch):
+@pytest.fixture(params=["onednn-bf16", "fp32-compute"])
+def cpu_bf16_path(request, monkeypatch):
+    """Both bfloat16 paths on any machine: oneDNN's bfloat16 kernels (skipped where this CPU or
+    HRNET_BACKBONES_CPU_BF16=0 rules them out) and the float32-compute fallback of CPUs without them (forced)."""
+    if request.param == "onednn-bf16":
+        if not fast_module.ONEDNN_BF16:
+            pytest.skip("oneDNN has no bfloat16 kernels for this CPU (or HRNET_BACKBONES_CPU_BF16=0)")
+    else:
+        monkeypatch.setattr(fast_module, "ONEDNN_BF16", False)
+    assert fast_module.cpu_bf16_path() == request.param
+    return request.param
+
+
+class _OneDNNCalls(TorchDispatchMode):
+    """Records the dtypes of the tensors passed to every oneDNN op called inside the mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.dtypes: set[torch.dtype] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.namespace == "mkldnn":
+            self.dtypes |= {a.dtype for a in args if isinstance(a, torch.Tensor)}
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("case", ["v1-pose", "v2p-neck", "v2-segmentation"])
+def test_bfloat16_fast_path_is_close_to_fp32(case, cpu_bf16_path, monkeypatch):
     monkeypatch.setattr(fast_module, "native_bf16_cpu", lambda: True)
-    model = _tiny("v1-pose")
+    model = _tiny(case)
     fast = optimize_for_inference(model, dtype=torch.bfloat16)
     x = torch.randn(2, 3, 64, 48)
     with torch.no_grad():
         out = fast(x)
         ref = model(x)
-    assert out.dtype == torch.bfloat16
+    assert all(o.dtype == torch.bfloat16 for o in _flat(out))
     assert_close_rel(out, ref, rel=5e-2)
+
+
+def test_bfloat16_fallback_calls_onednn_in_float32_only(monkeypatch):
+    """What makes the fallback run on an AVX2-only CPU: no bfloat16 tensor ever reaches a oneDNN kernel."""
+    monkeypatch.setattr(fast_module, "ONEDNN_BF16", False)
+    fast = optimize_for_inference(_tiny("v1-pose"), dtype=torch.bfloat16)
+    calls = _OneDNNCalls()
+    with torch.no_grad(), calls:
+        out = fast(torch.randn(1, 3, 64, 48))
+    assert out.dtype == torch.bfloat16
+    assert calls.dtypes == {torch.float32}
+
+
+def test_bfloat16_fallback_keeps_bfloat16_weights(monkeypatch):
+    monkeypatch.setattr(fast_module, "ONEDNN_BF16", False)
+    fast = optimize_for_inference(_tiny("v1-features"), dtype=torch.bfloat16)
+    with torch.no_grad():
+        fast(torch.randn(1, 3, 64, 64))
+    assert all(p.dtype == torch.bfloat16 for p in fast.parameters())
+
+
+@pytest.mark.skipif(not fast_module.ONEDNN_BF16, reason="oneDNN has no bfloat16 kernels for this CPU")
+def test_bfloat16_fallback_rounds_like_the_onednn_bfloat16_kernels(monkeypatch):
+    """Both accumulate in float32 and round each convolution's result to bfloat16 once."""
+    model = _tiny("v1-pose")
+    x = torch.randn(2, 3, 64, 48)
+    native = optimize_for_inference(model, dtype=torch.bfloat16)
+    monkeypatch.setattr(fast_module, "ONEDNN_BF16", False)
+    fallback = optimize_for_inference(model, dtype=torch.bfloat16)
+    with torch.no_grad():
+        a, b = fallback(x), native(x)
+    assert_close_rel(a, b, rel=1e-2)
+
+
+@pytest.mark.parametrize("value", ["0", "auto", "", "yes"])
+def test_the_cpu_bf16_environment_variable(value, monkeypatch):
+    monkeypatch.setenv("HRNET_BACKBONES_CPU_BF16", value)
+    if value == "yes":
+        with pytest.raises(ValueError, match="HRNET_BACKBONES_CPU_BF16='yes'.*0.*auto"):
+            fast_module.cpu_bf16_forced_off()
+        return
+    assert fast_module.cpu_bf16_forced_off() is (value == "0")
+    if value == "0":
+        assert not fast_module._probe_onednn_bf16() and not fast_module.native_bf16_cpu()
 
 
 def test_bfloat16_on_a_cpu_without_native_support_warns(monkeypatch):
     monkeypatch.setattr(fast_module, "native_bf16_cpu", lambda: False)
-    with pytest.warns(UserWarning, match="slower than float32"):
+    with pytest.warns(UserWarning, match="without native bfloat16.*slower than float32"):
+        optimize_for_inference(_tiny("v1-features"), dtype=torch.bfloat16)
+
+
+def test_bfloat16_fallback_warning_says_it_computes_in_float32(monkeypatch):
+    monkeypatch.setattr(fast_module, "native_bf16_cpu", lambda: False)
+    monkeypatch.setattr(fast_module, "ONEDNN_BF16", False)
+    with pytest.warns(UserWarning, match="AVX512BW/VL/DQ.*computes each convolution in float32"):
         optimize_for_inference(_tiny("v1-features"), dtype=torch.bfloat16)
 
 

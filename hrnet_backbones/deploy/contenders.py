@@ -12,7 +12,6 @@ int8 file).
 from __future__ import annotations
 
 import tempfile
-import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["DEPLOY_IMPLS", "deploy_contender"]
+__all__ = ["DEPLOY_IMPLS", "deploy_step"]
 
 #: contender -> (runtime, int8)
 DEPLOY_IMPLS: dict[str, tuple[str, bool]] = {
@@ -64,10 +63,10 @@ def _file(model: nn.Module, x: torch.Tensor, int8: bool) -> Path:
     return path
 
 
-def deploy_contender(
+def deploy_step(
     impl: str, model: nn.Module, x: torch.Tensor, precision: str = "fp32"
-) -> tuple[Callable[[], list[torch.Tensor]], float]:
-    """``(step, setup seconds)`` of a deployment contender; ``step()`` returns the outputs as CPU tensors.
+) -> Callable[[], list[torch.Tensor]]:
+    """The timed step of a deployment contender: ``step()`` returns the outputs as CPU tensors.
 
     Raises ``ValueError`` for rows it cannot run (a GPU input, a precision other than fp32: the int8 rows are
     fp32 rows whose contender quantizes).
@@ -81,11 +80,10 @@ def deploy_contender(
     if precision != "fp32":
         raise ValueError(f"{impl} runs fp32 rows (its own int8 where named so), not {precision}")
     runtime, int8 = DEPLOY_IMPLS[impl]
-    t0 = time.perf_counter()
     run = open_session(_file(model, x, int8), runtime, threads=torch.get_num_threads())
     xn = np.ascontiguousarray(x.numpy())
 
     def step() -> list[torch.Tensor]:
         return [torch.from_numpy(o) for o in run(xn)]
 
-    return step, time.perf_counter() - t0
+    return step
