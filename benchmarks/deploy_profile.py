@@ -65,14 +65,16 @@ def profile_fast(model, x, rounds):
             fast(x)
 
     total = _median_ms(run, rounds)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(rounds):
             run()
-    split = collections.Counter()
-    for e in prof.key_averages():
+    split, by_size = collections.Counter(), collections.Counter()
+    for e in prof.key_averages(group_by_input_shape=True):
         # leaf ops only: self time, so nested aten calls are not counted twice
         split[_kind(e.key)] += e.self_cpu_time_total
-    return total, split, prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+        if _kind(e.key) == "conv" and e.input_shapes and len(e.input_shapes[0]) == 4:
+            by_size[tuple(e.input_shapes[0][2:])] += e.self_cpu_time_total
+    return total, split, by_size, prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
 
 
 def profile_ort(path, x, threads, rounds):
@@ -92,13 +94,16 @@ def profile_ort(path, x, threads, rounds):
     for _ in range(rounds + 1):
         session.run(None, {name: x})
     events = json.loads(Path(session.end_profiling()).read_text())
-    split, ops = collections.Counter(), collections.Counter()
+    split, ops, by_size = collections.Counter(), collections.Counter(), collections.Counter()
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
             op = e["args"].get("op_name", "")
             split[_kind(op)] += e["dur"]
             ops[op] += e["dur"]
-    return total, split, ops
+            shapes = [next(iter(d.values())) for d in e["args"].get("input_type_shape", [])]
+            if _kind(op) == "conv" and shapes and len(shapes[0]) >= 4:
+                by_size[tuple(shapes[0][2:4])] += e["dur"]
+    return total, split, ops, by_size
 
 
 def profile_openvino(path, x, threads, rounds):
@@ -142,8 +147,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         _export_onnx(model, path, x, [f"out{i}" for i in range(5)], False, "torchscript")
-        fast_ms, fast_split, fast_table = profile_fast(model, x, args.rounds)
-        ort_ms, ort_split, ort_ops = profile_ort(path, xn, args.threads, args.rounds)
+        fast_ms, fast_split, fast_sizes, fast_table = profile_fast(model, x, args.rounds)
+        ort_ms, ort_split, ort_ops, ort_sizes = profile_ort(path, xn, args.threads, args.rounds)
         ov_ms, ov_split, ov_ops = profile_openvino(path, xn, args.threads, args.rounds)
     print(f"{args.model} features {args.size[0]}x{args.size[1]} batch {args.batch}, {args.threads} thread(s)")
     for name, ms, split in (
@@ -152,6 +157,13 @@ def main() -> None:
         ("OpenVINO", ov_ms, ov_split),
     ):
         print(f"{name:13s} {ms:8.1f} ms   {_shares(split)}")
+    print("\nconvolution time by input resolution (share of each engine's convolution time):")
+    print(f"  {'H x W':>9s} {'fast path':>10s} {'ONNX Runtime':>13s}")
+    fast_total, ort_total = sum(fast_sizes.values()) or 1, sum(ort_sizes.values()) or 1
+    for hw in sorted(set(fast_sizes) | set(ort_sizes), key=lambda t: -t[0] * t[1]):
+        print(
+            f"  {hw[0]:>4d}x{hw[1]:<4d} {fast_sizes[hw] / fast_total:10.1%} {ort_sizes[hw] / ort_total:13.1%}"
+        )
     print("\nfast path, top ops by self time:\n" + fast_table)
     for name, ops in (("ONNX Runtime", ort_ops), ("OpenVINO", ov_ops)):
         total = sum(ops.values()) or 1
