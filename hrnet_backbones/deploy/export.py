@@ -246,7 +246,7 @@ def _export_onnx(
     dims = {i: Dim.DYNAMIC for i in axes}
     # a size of 1 in the example (batch 1, the V2p pyramid's top level) would otherwise be specialised
     with torch.fx.experimental._config.patch(backed_size_oblivious=True):
-        program = torch.export.export(model, (example,), dynamic_shapes={"x": dims})
+        program = torch.export.export(model, (example,), dynamic_shapes=(dims,))
     onnx_program = torch.onnx.export(
         program, (example,), input_names=[INPUT_NAME], output_names=output_names, dynamo=True, verbose=False
     )
@@ -386,8 +386,9 @@ def export_model(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         onnx_path = staging / "model.onnx"
-        say(f"exporting to ONNX (opset {OPSET}, {exporter} exporter) ...")
+        say(f"exporting to ONNX ({exporter} exporter) ...")
         _export_onnx(model, onnx_path, example, output_names, dynamic_batch, exporter)
+        opset = _opset(onnx_path)
         inputs = [
             natural_image(b, (h, w), mean, std, seed=1)
             for b, h, w in _verification_sizes(input_size, dynamic_batch, batch)
@@ -455,6 +456,7 @@ def export_model(
         metadata = _metadata(
             model, fmt, out, input_size, batch_size, features_only, output_names, exporter, source, cfg
         )
+        metadata["opset"] = opset
         metadata["precision"] = "int8" if int8 else "fp32"
         metadata["verification"] = verification
         if quant is not None:
@@ -473,6 +475,14 @@ def export_model(
         return ExportResult(out, side, metadata, [*files, side])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _opset(path: Path) -> int:
+    """The ONNX operator set version the file uses (the dynamo exporter picks its own)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def _summary(checks: list[dict[str, Any]]) -> str:
