@@ -111,5 +111,8 @@ def load_keypoint_model(spec: str, num_keypoints: int = 17) -> Any:
     if spec.endswith((".onnx", ".xml")):
         from .deploy import load
 
-        return load(spec)
+        try:
+            return load(spec)
+        except ImportError as e:  # the runtime is an optional dependency: one line, not a traceback
+            raise CLIError(str(e)) from None
     return load_model(spec, head="pose", num_classes=num_keypoints)

@@ -89,21 +89,25 @@ def export_run(args: argparse.Namespace) -> int:
     # checked before the model is built, so a mistake costs nothing
     refuse_existing(output_files(args.out, check_format(args.out, args.format)), args.force)
     model = load_model(args.model, features_only=args.features_only)
-    result = export_model(
-        model,
-        args.out,
-        fmt=args.format,
-        input_size=size,
-        batch_size=args.batch_size,
-        features_only=args.features_only,
-        int8=args.int8,
-        calibration=args.calibration,
-        calibration_limit=args.calibration_images,
-        force=args.force,
-        exporter=args.exporter,
-        source=args.model,
-        say=print,
-    )
+    try:
+        result = export_model(
+            model,
+            args.out,
+            fmt=args.format,
+            input_size=size,
+            batch_size=args.batch_size,
+            features_only=args.features_only,
+            int8=args.int8,
+            calibration=args.calibration,
+            calibration_limit=args.calibration_images,
+            force=args.force,
+            exporter=args.exporter,
+            source=args.model,
+            say=print,
+        )
+    except ImportError as e:
+        # onnx / onnxruntime / openvino come with the deploy extra: one line that says so, not a traceback
+        raise CLIError(str(e)) from None
     meta = result.metadata
     h, w = meta["input"]["input_size"]
     batch = meta["input"]["shape"][0]

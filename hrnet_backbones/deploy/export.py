@@ -254,7 +254,10 @@ def _export_onnx(
 
 
 def _convert_openvino(onnx_path: Path, xml_path: Path) -> None:
-    import openvino as ov
+    try:
+        import openvino as ov
+    except ImportError:
+        raise ImportError("OpenVINO export needs openvino: pip install 'hrnet-backbones[deploy]'") from None
 
     # fp32 weights: OpenVINO's default compresses them to fp16, which the 1e-4 check would (rightly) refuse
     ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=False)
@@ -479,7 +482,10 @@ def export_model(
 
 def _opset(path: Path) -> int:
     """The ONNX operator set version the file uses (the dynamo exporter picks its own)."""
-    import onnx
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError("ONNX export needs onnx: pip install 'hrnet-backbones[deploy]'") from None
 
     model = onnx.load(str(path), load_external_data=False)
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
