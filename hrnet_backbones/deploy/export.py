@@ -430,6 +430,9 @@ def export_model(
             )
             checks += _verify(_runner(int8_path, "onnx"), model, inputs)
             verification["onnxruntime_int8"] = checks
+            verification["int8_inputs"] = (
+                "the calibration crops (the images int8 was calibrated on), then the natural_image inputs"
+            )
             verification["relative_error"] = max(c["relative_error"] for c in checks)
             verification["tolerance"] = None
             say("ONNX Runtime int8 vs PyTorch fp32: " + _summary(checks))
