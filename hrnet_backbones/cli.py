@@ -117,7 +117,8 @@ def _pose_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         required=True,
-        help="a converted model folder, 'hf-hub:ORG/NAME', 'local-dir:DIR' or a registered model name",
+        help="a converted model folder, 'hf-hub:ORG/NAME', 'local-dir:DIR', a registered model name, or an "
+        "exported .onnx / .xml file (hrnet-backbones export)",
     )
     p.add_argument(
         "--box",
@@ -290,6 +291,19 @@ def _synth_run(args: argparse.Namespace) -> int:
     return synth_run(args)
 
 
+# --------------------------------------------------------------------------------------------------- export
+def _export_args(p: argparse.ArgumentParser) -> None:
+    from .deploy.cli import export_args
+
+    export_args(p)
+
+
+def _export_run(args: argparse.Namespace) -> int:
+    from .deploy.cli import export_run
+
+    return export_run(args)
+
+
 COMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
@@ -311,6 +325,11 @@ COMMANDS: dict[
         "train a pose / landmark model on COCO-format data (torchrun for several processes); a model folder",
         _train_args,
         _train_run,
+    ),
+    "export": (
+        "ONNX / OpenVINO file (fp32 or int8), verified against PyTorch, with a sidecar JSON",
+        _export_args,
+        _export_run,
     ),
     "bench": (
         "throughput against timm's built-in HRNet (img/s, latency, memory, TFLOP/s; JSON, CSV, PNG)",

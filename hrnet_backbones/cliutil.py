@@ -20,6 +20,7 @@ __all__ = [
     "format_table",
     "input_size_arg",
     "load_keypoint_model",
+    "load_model",
     "report_errors",
 ]
 
@@ -76,21 +77,44 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     return "\n".join(lines)
 
 
-def load_keypoint_model(spec: str, num_keypoints: int = 17) -> Any:
-    """A keypoint model from a converted / trained folder, ``local-dir:DIR``, ``hf-hub:ORG/NAME`` or (with random
-    weights and a warning) a registered model name with a ``num_keypoints`` pose head."""
+def load_model(spec: str, features_only: bool = False, **name_kwargs: Any) -> Any:
+    """The model a ``--model`` / ``MODEL`` argument names, in eval mode.
+
+    ``spec`` is ``hf-hub:ORG/NAME``, ``local-dir:DIR``, a folder holding a converted ``config.json`` (each loads
+    its weights and keeps its head), or a timm model name (random weights, with a warning; ``name_kwargs`` such
+    as ``head="pose", num_classes=17`` go to ``timm.create_model`` for names only). ``features_only``: the
+    feature extractor of the same model (the head dropped).
+    """
     import timm
 
+    kwargs: dict[str, Any] = {"features_only": True} if features_only else {}
     if spec.startswith(("hf-hub:", "local-dir:")):
-        return timm.create_model(spec, pretrained=True)
+        return timm.create_model(spec, pretrained=True, **kwargs).eval()
     if Path(spec).is_dir():
         if not (Path(spec) / "config.json").is_file():
             raise CLIError(f"{spec} has no config.json; convert a checkpoint first (hrnet-backbones convert)")
-        return timm.create_model(f"local-dir:{spec}", pretrained=True)
+        return timm.create_model(f"local-dir:{spec}", pretrained=True, **kwargs).eval()
     if timm.is_model(spec):
         print(
-            f"warning: {spec} is built with random weights (give a converted folder for real keypoints)",
+            f"warning: {spec} is built with random weights (give a converted folder for real outputs)",
             file=sys.stderr,
         )
-        return timm.create_model(spec, head="pose", num_classes=num_keypoints)
-    raise CLIError(f"model {spec!r} is neither a folder, a hub id (hf-hub:ORG/NAME) nor a registered model")
+        return timm.create_model(spec, **name_kwargs, **kwargs).eval()
+    raise CLIError(
+        f"model {spec!r} is neither a folder, a hub id (hf-hub:ORG/NAME, local-dir:DIR) nor a registered "
+        "model name; `hrnet-backbones list` shows the names"
+    )
+
+
+def load_keypoint_model(spec: str, num_keypoints: int = 17) -> Any:
+    """A keypoint model: what :func:`load_model` accepts (a name gets a ``num_keypoints`` pose head), or a file
+    written by ``hrnet-backbones export`` (``.onnx`` / OpenVINO ``.xml``, run by :func:`hrnet_backbones.deploy.load`).
+    """
+    if spec.endswith((".onnx", ".xml")):
+        from .deploy import load
+
+        try:
+            return load(spec)
+        except ImportError as e:  # the runtime is an optional dependency: one line, not a traceback
+            raise CLIError(str(e)) from None
+    return load_model(spec, head="pose", num_classes=num_keypoints)

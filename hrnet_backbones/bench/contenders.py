@@ -13,6 +13,8 @@ Registered here:
   ``timm.create_model(name, features_only=True)`` gives it), ``fast`` (:func:`~hrnet_backbones.optimize_for_inference`
   with ``dtype`` set for fp16 / bf16 rows), ``compile:MODE`` and ``fast+compile:MODE`` (``torch.compile`` of the
   eager / fast model);
+* inference on exported files (the ``deploy`` extra): ``ort``, ``ort-int8``, ``openvino``, ``openvino-int8``
+  (:mod:`hrnet_backbones.deploy.contenders`; CPU, fp32 rows; export and quantization in the setup time);
 * training: ``timm``, ``eager`` and ``eager+ckpt`` (gradient checkpointing); one step is forward, a
   mean-of-outputs loss, backward and an SGD step.
 
@@ -294,6 +296,26 @@ def _compile_infer(ctx: BuildContext) -> Step:
 )
 def _fast_compile_infer(ctx: BuildContext) -> Step:
     return _compiled_step(_fast_model(ctx), ctx.x, ctx, autocast=False)
+
+
+# ------------------------------------------------------------------------------------ exported files (deploy)
+def _register_deploy(name: str, help: str) -> None:
+    """``name`` runs the model exported as ``hrnet-backbones export`` does (:mod:`hrnet_backbones.deploy`)."""
+
+    @register_contender(name, "infer", help=help)
+    def _build(ctx: BuildContext) -> Step:
+        from ..deploy.contenders import deploy_step
+
+        return deploy_step(name, ctx.eager, ctx.x, ctx.precision)
+
+
+for _name, _help in (
+    ("ort", "ONNX Runtime on the exported fp32 ONNX (the deploy extra)"),
+    ("ort-int8", "ONNX Runtime on the static int8 (QDQ) ONNX"),
+    ("openvino", "OpenVINO on the exported fp32 ONNX"),
+    ("openvino-int8", "OpenVINO on the static int8 (QDQ) ONNX"),
+):
+    _register_deploy(_name, _help)
 
 
 # ----------------------------------------------------------------------------------------------- training

@@ -1,0 +1,176 @@
+"""Where the time goes: the fast path (torch.profiler), ONNX Runtime (its session profiler) and OpenVINO (its
+per-node performance counters) on the same model and input, grouped into comparable kinds of work.
+
+    python benchmarks/deploy_profile.py                          # HRNet-W32 features, 256x192, batch 1, 1 thread
+    python benchmarks/deploy_profile.py --batch 8 --threads 2 --rounds 5
+
+Kinds: convolutions (with whatever each engine fuses into them: bias, residual add, ReLU), separate element-wise
+adds / ReLUs, upsampling (the fusion's nearest resize), layout reorders (NCHW <-> blocked / channels_last
+conversions and copies) and the rest. Each engine's total is the median wall time of a call measured outside its
+profiler; the per-kind split is from the profiler, as a share of the profiled time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import timm  # noqa: E402
+
+import hrnet_backbones  # noqa: E402
+from hrnet_backbones.deploy.export import _export_onnx  # noqa: E402
+
+KINDS = ("conv", "add/relu", "upsample", "reorder", "other")
+
+
+def _kind(name: str) -> str:
+    n = name.lower()
+    if "reorder" in n or "copy" in n or "contiguous" in n or "transpose" in n or n.startswith("aten::to"):
+        return "reorder"
+    if "conv" in n:
+        return "conv"
+    if any(k in n for k in ("resize", "upsample", "interpolate", "interp")):
+        return "upsample"
+    if any(k in n for k in ("add", "relu", "eltwise", "sum")):
+        return "add/relu"
+    return "other"
+
+
+def _median_ms(fn, rounds: int) -> float:
+    fn()
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def profile_fast(model, x, rounds):
+    fast = hrnet_backbones.optimize_for_inference(model)
+
+    def run():
+        with torch.inference_mode():
+            fast(x)
+
+    total = _median_ms(run, rounds)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(rounds):
+            run()
+    split, by_size = collections.Counter(), collections.Counter()
+    for e in prof.key_averages(group_by_input_shape=True):
+        # leaf ops only: self time, so nested aten calls are not counted twice
+        split[_kind(e.key)] += e.self_cpu_time_total
+        if _kind(e.key) == "conv" and e.input_shapes and len(e.input_shapes[0]) == 4:
+            by_size[tuple(e.input_shapes[0][2:])] += e.self_cpu_time_total
+    return total, split, by_size, prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+
+
+def profile_ort(path, x, threads, rounds):
+    import onnxruntime as ort
+
+    from hrnet_backbones.deploy.runtime import open_session
+
+    run_plain = open_session(path, "onnxruntime", threads)
+    total = _median_ms(lambda: run_plain(x), rounds)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.enable_profiling = True
+    options.profile_file_prefix = str(Path(path).with_name("ort_profile"))
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    for _ in range(rounds + 1):
+        session.run(None, {name: x})
+    events = json.loads(Path(session.end_profiling()).read_text())
+    split, ops, by_size = collections.Counter(), collections.Counter(), collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            op = e["args"].get("op_name", "")
+            split[_kind(op)] += e["dur"]
+            ops[op] += e["dur"]
+            shapes = [next(iter(d.values())) for d in e["args"].get("input_type_shape", [])]
+            if _kind(op) == "conv" and shapes and len(shapes[0]) >= 4:
+                by_size[tuple(shapes[0][2:4])] += e["dur"]
+    return total, split, ops, by_size
+
+
+def profile_openvino(path, x, threads, rounds):
+    import openvino as ov
+
+    core = ov.Core()
+    config = {
+        "INFERENCE_PRECISION_HINT": "f32",
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_NUM_THREADS": threads,
+        "PERF_COUNT": True,
+    }
+    compiled = core.compile_model(str(path), "CPU", config)
+    request = compiled.create_infer_request()
+    total = _median_ms(lambda: request.infer({0: x}), rounds)
+    split, ops = collections.Counter(), collections.Counter()
+    for info in request.profiling_info:
+        us = info.real_time.total_seconds() * 1e6
+        split[_kind(info.node_type)] += us
+        ops[f"{info.node_type} ({info.exec_type})"] += us
+    return total, split, ops
+
+
+def _shares(split: collections.Counter) -> str:
+    total = sum(split.values()) or 1
+    return "  ".join(f"{k} {split[k] / total:5.1%}" for k in KINDS)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="hrnet_w32")
+    p.add_argument("--size", type=int, nargs=2, default=(256, 192))
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    model = timm.create_model(args.model, features_only=True).eval()
+    x = torch.randn(args.batch, 3, *args.size, generator=torch.Generator().manual_seed(0))
+    xn = x.numpy()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        _export_onnx(model, path, x, [f"out{i}" for i in range(5)], False, "torchscript")
+        fast_ms, fast_split, fast_sizes, fast_table = profile_fast(model, x, args.rounds)
+        ort_ms, ort_split, ort_ops, ort_sizes = profile_ort(path, xn, args.threads, args.rounds)
+        ov_ms, ov_split, ov_ops = profile_openvino(path, xn, args.threads, args.rounds)
+    print(f"{args.model} features {args.size[0]}x{args.size[1]} batch {args.batch}, {args.threads} thread(s)")
+    for name, ms, split in (
+        ("fast path", fast_ms, fast_split),
+        ("ONNX Runtime", ort_ms, ort_split),
+        ("OpenVINO", ov_ms, ov_split),
+    ):
+        print(f"{name:13s} {ms:8.1f} ms   {_shares(split)}")
+    print("\nconvolution time by input resolution (share of each engine's convolution time):")
+    print(f"  {'H x W':>9s} {'fast path':>10s} {'ONNX Runtime':>13s}")
+    fast_total, ort_total = sum(fast_sizes.values()) or 1, sum(ort_sizes.values()) or 1
+    for hw in sorted(set(fast_sizes) | set(ort_sizes), key=lambda t: -t[0] * t[1]):
+        print(
+            f"  {hw[0]:>4d}x{hw[1]:<4d} {fast_sizes[hw] / fast_total:10.1%} {ort_sizes[hw] / ort_total:13.1%}"
+        )
+    print("\nfast path, top ops by self time:\n" + fast_table)
+    for name, ops in (("ONNX Runtime", ort_ops), ("OpenVINO", ov_ops)):
+        total = sum(ops.values()) or 1
+        print(f"\n{name}, top node kinds:")
+        for op, us in ops.most_common(10):
+            print(f"  {op:40s} {us / total:6.1%}")
+
+
+if __name__ == "__main__":
+    main()
