@@ -57,7 +57,7 @@ _SSLD_PAPER = (
 _SOURCES = {
     "ms": ("mit", "https://github.com/HRNet/HRNet-Image-Classification", _HRNET_PAPER),
     "gluon": ("apache-2.0", "https://github.com/dmlc/gluon-cv", _HRNET_PAPER),
-    "paddle": ("apache-2.0", "https://github.com/PaddlePaddle/PaddleClas", _SSLD_PAPER),
+    "paddle": ("mit", "https://github.com/PaddlePaddle/PaddleClas", _SSLD_PAPER),  # timm's licence field
 }
 _SSLD_EVAL = dict(crop_pct=0.95, test_crop_pct=1.0, test_input_size=(3, 288, 288))
 
