@@ -23,20 +23,19 @@ def _list_args(p: argparse.ArgumentParser) -> None:
 
 def _list_run(args: argparse.Namespace) -> int:
     from .complexity import measure, meta_model
-    from .registry import VARIANTS, model_names
+    from .registry import MODELS, VARIANT_TITLES, trunk_title
 
     size = check_size(args.input_size)
     rows = []
-    for name in model_names():
-        prefix, width = name.rsplit("_w", 1)
+    for name, spec in MODELS.items():
         model = meta_model(name, features_only=True)
         c = measure(model, size)
         default = model.feature_info
         rows.append(
             [
                 name,
-                VARIANTS[prefix].upper(),
-                f"W{width}",
+                VARIANT_TITLES[spec.representation],
+                trunk_title(name.removeprefix(f"{spec.prefix}_")),
                 f"{c.params_m:.2f}",
                 f"{c.gmacs:.2f}",
                 f"{c.paper_gflops:.2f}",
@@ -44,7 +43,7 @@ def _list_run(args: argparse.Namespace) -> int:
                 ",".join(map(str, default.reduction())),
             ]
         )
-    headers = ["model", "variant", "width", "params (M)", "GMACs", "GFLOPs*", "channels", "strides"]
+    headers = ["model", "variant", "trunk", "params (M)", "GMACs", "GFLOPs*", "channels", "strides"]
     print(f"Backbones (features_only defaults) at {size[0]}x{size[1]}:")
     print(format_table(headers, rows))
     print("* multiply-adds / 2^30, the unit of the HRNet papers' complexity tables")
@@ -63,7 +62,7 @@ def _info_run(args: argparse.Namespace) -> int:
     import timm
 
     from .complexity import feature_table, measure, meta_model
-    from .registry import model_names
+    from .registry import VARIANT_TITLES, model_names
 
     size = check_size(args.input_size)
     if args.name not in model_names() and not timm.is_model(args.name):
@@ -80,7 +79,7 @@ def _info_run(args: argparse.Namespace) -> int:
     feats = meta_model(args.name, features_only=True)
     c = measure(feats, size)
     print(
-        f"{args.name}: {model.representation.upper()} representation, trunk width W{model.arch.width}, "
+        f"{args.name}: {VARIANT_TITLES[model.representation]} representation, trunk width W{model.arch.width}, "
         f"input {size[0]}x{size[1]}"
     )
     print(format_table(["index", "feature", "channels", "stride", "output shape (NCHW)"], rows))

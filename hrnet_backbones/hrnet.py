@@ -20,6 +20,7 @@ from .registry import (
     MODELS,
     create_hrnet,
     default_cfgs,  # noqa: F401  (register_model reads the tags from this module)
+    trunk_title,
 )
 
 __all__: list[str] = []  # register_model adds every entry point's name
@@ -32,12 +33,6 @@ _WHAT = {
 }
 
 
-def _trunk_title(trunk: str) -> str:
-    """``w18_small_v2`` -> ``W18-Small-v2``."""
-    first, *rest = trunk.split("_")
-    return "-".join([first.upper(), *(p.capitalize() if p == "small" else p for p in rest)])
-
-
 def _entrypoint(name: str) -> Callable[..., HRNet]:
     spec = MODELS[name]
 
@@ -48,7 +43,7 @@ def _entrypoint(name: str) -> Callable[..., HRNet]:
     entrypoint.__module__ = __name__
     channels = ", ".join(str(c) for c in TRUNKS[spec.trunk].branch_channels)
     entrypoint.__doc__ = (
-        f"{_TITLES[spec.representation]}-{_trunk_title(spec.trunk)}: {_WHAT[spec.representation]} "
+        f"{_TITLES[spec.representation]}-{trunk_title(spec.trunk)}: {_WHAT[spec.representation]} "
         f"(branch channels {channels})."
     )
     return entrypoint

@@ -35,12 +35,15 @@ __all__ = [
     "default_cfgs",
     "model_names",
     "trunk_name",
+    "trunk_title",
 ]
 
 _logger = logging.getLogger(__name__)
 
 #: model-name prefix -> representation
 VARIANTS = {"hrnet": "v1", "hrnetv2": "v2", "hrnetv2p": "v2p"}
+#: representation -> its name in the papers
+VARIANT_TITLES = {"v1": "V1", "v2": "V2", "v2p": "V2p"}
 
 #: V1 models whose weights need a slightly different head: name suffix -> (trunk, model keyword defaults).
 #: PaddleClas' SSLD-distilled ImageNet models have no bias in the classification head's convolutions.
@@ -114,6 +117,12 @@ MODELS: dict[str, ModelSpec] = _model_specs()
 def model_names() -> list[str]:
     """Every model name this package registers, V1 then V2 then V2p, by trunk."""
     return list(MODELS)
+
+
+def trunk_title(trunk: str) -> str:
+    """The papers' name of a trunk: ``w18_small_v2`` -> ``W18-Small-v2``, ``w48_ssld`` -> ``W48-ssld``."""
+    first, *rest = trunk.split("_")
+    return "-".join([first.upper(), *(p.capitalize() if p == "small" else p for p in rest)])
 
 
 def trunk_name(arch: HRNetConfig) -> str | None:
