@@ -1,10 +1,11 @@
 """HRNet as first-class timm backbones.
 
-Importing this package registers ``hrnet_w18/w32/w48`` (HRNetV1, replacing timm's built-in entries with a strict
-superset), ``hrnetv2_w*`` (concatenated representation) and ``hrnetv2p_w*`` (feature pyramid) with timm.
+Importing this package registers with timm, under its module ``hrnet``: every HRNetV1 name of timm
+(``hrnet_w18_small`` ... ``hrnet_w64``, ``hrnet_w*_ssld``; replacing timm's built-in entries with a strict superset),
+and ``hrnetv2_*`` (concatenated representation) and ``hrnetv2p_*`` (feature pyramid) for every trunk.
 """
 
-from . import registry  # noqa: F401  (registers the models with timm)
+from . import hrnet  # noqa: F401  (registers the models with timm)
 from .config import HRNetConfig, StageSpec, hrnet_config, tiny_config
 from .fast import optimize_for_inference
 from .model import HRNet, HRNetFeatureInfo, HRNetFeatures

@@ -31,21 +31,20 @@ def _list_args(p: argparse.ArgumentParser) -> None:
 
 def _list_run(args: argparse.Namespace) -> int:
     from .complexity import measure, meta_model
-    from .registry import VARIANTS, model_names
+    from .registry import MODELS, trunk_title
     from .representations import REPRESENTATION_LABELS
 
     size = check_size(args.input_size)
     rows = []
-    for name in model_names():
-        prefix, width = name.rsplit("_w", 1)
+    for name, spec in MODELS.items():
         model = meta_model(name, features_only=True)
         c = measure(model, size)
         default = model.feature_info
         rows.append(
             [
                 name,
-                REPRESENTATION_LABELS[VARIANTS[prefix]],
-                f"W{width}",
+                REPRESENTATION_LABELS[spec.representation],
+                trunk_title(name.removeprefix(f"{spec.prefix}_")),
                 f"{c.params_m:.2f}",
                 f"{c.gmacs:.2f}",
                 f"{c.paper_gflops:.2f}",
@@ -53,7 +52,7 @@ def _list_run(args: argparse.Namespace) -> int:
                 ",".join(map(str, default.reduction())),
             ]
         )
-    headers = ["model", "variant", "width", "params (M)", "GMACs", "GFLOPs*", "channels", "strides"]
+    headers = ["model", "variant", "trunk", "params (M)", "GMACs", "GFLOPs*", "channels", "strides"]
     print(f"Backbones (features_only defaults) at {size[0]}x{size[1]}:")
     print(format_table(headers, rows))
     print("* multiply-adds / 2^30, the unit of the HRNet papers' complexity tables")

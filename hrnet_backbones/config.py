@@ -1,8 +1,8 @@
-"""Architecture as data: stage specifications, fusion settings and the width presets.
+"""Architecture as data: stage specifications, fusion settings and the published trunks.
 
 An HRNet is fully described by an :class:`HRNetConfig`: the stem width, four stage specifications and how the
-multi-resolution fusion upsamples. Width presets (W18/W32/W48) and the tiny configuration of the test fixtures
-are just values of it. Configs are frozen and round-trip through plain dicts (``to_dict`` / ``from_dict``), which
+multi-resolution fusion upsamples. The published trunks (:data:`TRUNKS`: W18-Small v1/v2 and W18 to W64) and the
+tiny configuration of the test fixtures are just values of it. Configs are frozen and round-trip through plain dicts (``to_dict`` / ``from_dict``), which
 is how they travel in a Hugging Face ``config.json`` (``model_args["arch"]``).
 """
 
@@ -16,9 +16,10 @@ __all__ = [
     "FUSION_UPSAMPLE_MODES",
     "HRNetConfig",
     "StageSpec",
+    "TRUNKS",
+    "WIDTHS",
     "hrnet_config",
     "tiny_config",
-    "WIDTHS",
 ]
 
 BLOCK_TYPES = ("BASIC", "BOTTLENECK")
@@ -30,8 +31,8 @@ BLOCK_TYPES = ("BASIC", "BOTTLENECK")
 #: ``bilinear_scale``: bilinear by 2^(j-i), then bilinearly resized to the target size (mmsegmentation's HRNet).
 FUSION_UPSAMPLE_MODES = ("nearest", "bilinear", "bilinear_scale")
 
-#: The widths published for HRNetV1/V2 (C = channels of the highest-resolution branch).
-WIDTHS = (18, 32, 48)
+#: The widths published with the standard layout (C = channels of the highest-resolution branch).
+WIDTHS = (18, 30, 32, 40, 44, 48, 64)
 
 
 @dataclass(frozen=True)
@@ -253,3 +254,25 @@ def tiny_config(**changes: Any) -> HRNetConfig:
         stage4=_stage(2, "BASIC", 2, c),
     )
     return cfg.replace(**changes) if changes else cfg
+
+
+def _small_config(
+    stage1_blocks: int, stage1_planes: int, c: tuple[int, ...], modules: tuple[int, int]
+) -> HRNetConfig:
+    """The small layouts: 2 BASIC blocks per branch, one module in stage 2."""
+    return HRNetConfig(
+        stage1=_stage(1, "BOTTLENECK", stage1_blocks, (stage1_planes,)),
+        stage2=_stage(1, "BASIC", 2, c[:2]),
+        stage3=_stage(modules[0], "BASIC", 2, c[:3]),
+        stage4=_stage(modules[1], "BASIC", 2, c),
+    )
+
+
+#: The published trunks by name (the part of a model name after ``hrnet_`` / ``hrnetv2_`` / ``hrnetv2p_``):
+#: HRNet-W18-Small-v1 and -v2 of the classification and segmentation releases, and the standard layout at every
+#: published width. The same layouts as timm's ``cfg_cls``; a new trunk is one more entry here.
+TRUNKS: dict[str, HRNetConfig] = {
+    "w18_small": _small_config(1, 32, (16, 32, 64, 128), (1, 1)),
+    "w18_small_v2": _small_config(2, 64, (18, 36, 72, 144), (3, 2)),
+    **{f"w{w}": hrnet_config(w) for w in WIDTHS},
+}

@@ -112,8 +112,9 @@ def hrnet_detection_backbone(
         freeze_batch_norm: replace every BatchNorm2d with torchvision's ``FrozenBatchNorm2d`` (the current
             statistics and affine become constants), as torchvision does for pretrained detection backbones.
             Default: True with pretrained weights, False otherwise.
-        out_indices: feature indices for the pyramid (see ``HRNet``). Default: the V2p pyramid 5-9 for
-            ``hrnetv2p_*``; the branches 1-4 (into the FPN) for V1 and V2.
+        out_indices: feature indices for the pyramid (see ``HRNet``; ``hrnet-backbones info NAME`` lists them).
+            Default: the V2p pyramid (2, 4, 6, 8, 9) for ``hrnetv2p_*``; the four branches (into the FPN) for V1
+            and V2.
         out_channels: FPN width for V1/V2 (V2p keeps its neck width, ``neck_channels``).
         extra_blocks: V1/V2 only: torchvision's extra FPN block; default ``LastLevelMaxPool`` (a fifth level).
         kwargs: for a name, passed to ``timm.create_model`` (``arch``, ``output_stride``, ``in_chans``,
@@ -134,18 +135,31 @@ def hrnet_detection_backbone(
             "timm.create_model('hrnetv2p_w32', ...) after `import hrnet_backbones`"
         )
     if out_indices is None:
-        pyramid = [i for i in body.available_feature_indices() if i >= 5]
-        out_indices = pyramid if body.representation == "v2p" and pyramid else (1, 2, 3, 4)
+        pyramid = [
+            i for i in body.available_feature_indices() if body.feature_names([i])[0].startswith("pyramid")
+        ]
+        branches = [
+            i for i in body.available_feature_indices() if body.feature_names([i])[0].startswith("branch")
+        ]
+        out_indices = pyramid if body.representation == "v2p" and pyramid else branches
+        if len(out_indices) < 2:
+            raise ValueError(
+                f"this model offers a single branch ({', '.join(body.feature_names())}): its last module fuses into "
+                "branch 0 only (a pose head or multi_scale_last=False); build it with head='none' for a pyramid"
+            )
     indices = body.prune_intermediate_layers(out_indices, prune_head=True)
-    single_scale = [i for i in indices if i == 0 or (i == 5 and body.representation == "v2")]
-    if single_scale:
+    names = body.feature_names(indices)
+    if "stem" in names or "concat" in names:
         raise ValueError(
-            f"out_indices {list(indices)} include the stem (0) or the V2 concatenation (5), which do not belong in "
-            "a detection pyramid; take the branches 1-4 or, with hrnetv2p_*, the pyramid levels 5-9"
+            f"out_indices {list(indices)} ({', '.join(names)}) include the stem or the V2 concatenation, which do "
+            "not belong in a detection pyramid; take the branches or, with hrnetv2p_*, the pyramid levels "
+            "(`hrnet-backbones info NAME` lists the indices)"
         )
-    if not all(i >= 5 for i in indices) and not all(1 <= i <= 4 for i in indices):
+    pyramid_levels = [name.startswith("pyramid") for name in names]
+    if any(pyramid_levels) and not all(pyramid_levels):
         raise ValueError(
-            f"out_indices {list(indices)} mix branches (1-4) and V2p pyramid levels (5-9); take one or the other"
+            f"out_indices {list(indices)} ({', '.join(names)}) mix branches and V2p pyramid levels; take one or the "
+            "other"
         )
     if trainable_layers is None:
         trainable_layers = 3 if pretrained else len(TRAINABLE_GROUPS)
@@ -155,7 +169,7 @@ def hrnet_detection_backbone(
     if freeze_batch_norm:
         body = freeze_batch_norm_2d(body)
     channels = [body.feature_info.info[i]["num_chs"] for i in indices]
-    if min(indices) >= 5:  # the V2p pyramid is an FPN already
+    if all(pyramid_levels):  # the V2p pyramid is an FPN already
         return HRNetDetectionBackbone(body, indices, None, channels[0])
     extra = LastLevelMaxPool() if extra_blocks is None else extra_blocks
     fpn = FeaturePyramidNetwork(channels, out_channels, extra_blocks=extra)

@@ -1,28 +1,34 @@
 """The timm model class: an HRNet trunk, one of three representations and an optional head.
 
-Feature indices (``feature_info``, ``forward_intermediates``, ``out_indices``) are the same for every variant:
+A model's features (``feature_info``, ``forward_intermediates``, ``out_indices``) are the taps it can return, each
+named by its ``module``: ``stem`` (stride 2), ``branch0``-``branch3`` (the four branches of the last module, C, 2C,
+4C, 8C channels at strides 4-32), ``concat`` (V2: the branches concatenated, 15C channels at stride 4) and
+``pyramid0``-``pyramid4`` (V2p: 256 channels at strides 4-64). The index of a tap is its position in
+``feature_info``, which lists them by stride (timm's ``FeatureInfo`` requires reductions that never decrease), the
+trunk's tap first at equal strides:
 
-====  ==========================================  ==================  =========
-index  feature                                    channels            stride
-====  ==========================================  ==================  =========
-0      stem (after the first stride-2 conv)       stem width (64)     2
-1-4    the four branches of the last module       C, 2C, 4C, 8C       4..32
-5      V2: the concatenated branches              15C                 4
-5-9    V2p: the five pyramid levels               256                 4..64
-====  ==========================================  ==================  =========
+=======  ==============================================================================================
+variant  indices
+=======  ==============================================================================================
+V1       0 stem, 1 branch0, 2 branch1, 3 branch2, 4 branch3
+V2       0 stem, 1 branch0, 2 concat, 3 branch1, 4 branch2, 5 branch3
+V2p      0 stem, 1 branch0, 2 pyramid0, 3 branch1, 4 pyramid1, 5 branch2, 6 pyramid2, 7 branch3, 8 pyramid3,
+         9 pyramid4
+=======  ==============================================================================================
 
-With ``feature_location="incre"`` (V1 only) indices 1-4 pass through the classification head's channel-increase
-blocks first (128, 256, 512, 1024 channels), which is what timm's built-in HRNet returns by default.
+A model lists only what it can return: a V2p model with the ImageNet head has no pyramid (0-4 as V1), dense heads
+keep the branches and pyramid levels that reach the stride-4 map. With ``feature_location="incre"`` (V1 only) the
+branches pass through the classification head's channel-increase blocks first (128, 256, 512, 1024 channels),
+which is what timm's built-in HRNet returns by default.
 """
 
 from __future__ import annotations
 
 import logging
-from copy import deepcopy
 from typing import Any
 
 import torch
-from timm.layers import create_classifier, register_notrace_function
+from timm.layers import create_classifier, get_device_dtype, register_notrace_function
 from timm.models import FeatureInfo
 from torch import nn
 
@@ -39,26 +45,11 @@ HEAD_TYPES = ("classification", "none", *HEADS)
 FEATURE_LOCATIONS = ("", "incre")
 
 
-class HRNetFeatureInfo(FeatureInfo):
-    """timm's ``FeatureInfo`` without its rule that reductions never decrease along the list.
+#: timm's ``FeatureInfo``, under the name earlier versions exported (features are now listed in timm's order).
+HRNetFeatureInfo = FeatureInfo
 
-    HRNet's representations (the stride-4 V2 map, the V2p pyramid) are listed after the stride-32 branch so that
-    indices 0-4 mean the same thing in every variant; timm's class would reject that order, so this subclass
-    keeps the same interface and checks everything else.
-    """
-
-    def __init__(self, feature_info: list[dict[str, Any]], out_indices: int | tuple[int, ...]):
-        if isinstance(out_indices, int):
-            out_indices = tuple(range(-out_indices, 0))
-        for i, fi in enumerate(feature_info):
-            if not (fi.get("num_chs", 0) > 0 and fi.get("reduction", 0) > 0 and "module" in fi):
-                raise ValueError(f"feature_info entry {i} needs num_chs, reduction and module: {fi}")
-            fi.setdefault("index", i)
-        self.out_indices = tuple(out_indices)
-        self.info = feature_info
-
-    def from_other(self, out_indices: int | tuple[int, ...]) -> HRNetFeatureInfo:
-        return HRNetFeatureInfo(deepcopy(self.info), out_indices)
+#: tap names of the representations (the others are ``stem`` and ``branch{b}``)
+_REPRESENTATION_TAPS = ("concat", "pyramid")
 
 
 @register_notrace_function  # a leaf for torch.fx (which skips wrapping names starting with "_")
@@ -133,6 +124,8 @@ class HRNet(HRNetTrunk):
         head_hidden_channels: int | None = None,
         neck_channels: int = 256,
         neck_levels: int = 5,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
         **arch_overrides: Any,
     ):
         arch = hrnet_config(32) if arch is None else HRNetConfig.coerce(arch)
@@ -152,7 +145,8 @@ class HRNet(HRNetTrunk):
             raise ValueError(
                 "feature_location='incre' applies to the HRNetV1 branches; use an hrnet_w* model"
             )
-        super().__init__(arch, in_chans, output_stride)
+        dd = dict(device=device, dtype=dtype)
+        super().__init__(arch, in_chans, output_stride, **dd)
         self.representation = representation
         self.head_type = head
         self.num_classes = num_classes if head != "none" else 0
@@ -171,14 +165,14 @@ class HRNet(HRNetTrunk):
         if head == "classification" or feature_location == "incre":
             # the classification head of the official ImageNet models (and timm); incre blocks double as features
             self.incre_modules = nn.ModuleList(
-                make_layer("BOTTLENECK", c, hc, 1, dilation=4 * 2**b // s)
+                make_layer("BOTTLENECK", c, hc, 1, dilation=4 * 2**b // s, **dd)
                 for b, (c, hc, s) in enumerate(zip(branch_chs, head_channels, self.branch_strides))
             )
         if head == "classification":
-            self._build_aggregation(head_channels, head_features, head_conv_bias)
+            self._build_aggregation(head_channels, head_features, head_conv_bias, **dd)
             self.num_features = head_features
             self.global_pool, self.head_drop, self.classifier = create_classifier(
-                head_features, num_classes, pool_type=global_pool, drop_rate=drop_rate
+                head_features, num_classes, pool_type=global_pool, drop_rate=drop_rate, **dd
             )
             self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
         else:
@@ -186,37 +180,37 @@ class HRNet(HRNetTrunk):
         # the ImageNet head reads the branches, so a V2p classifier has no pyramid (its neck would get no gradient
         # and DistributedDataParallel would need find_unused_parameters)
         has_neck = representation == "v2p" and head != "classification"
-        self.neck = HRFPN(concat_chs, neck_channels, neck_levels) if has_neck else None
+        self.neck = HRFPN(concat_chs, neck_channels, neck_levels, **dd) if has_neck else None
         self.head = None
         if head != "classification":
             self.num_features = self._stride4_channels(branch_chs, concat_chs, neck_channels)
             if head != "none":
                 self.head = build_head(
-                    head, self.num_features, num_classes, head_kernel_size, head_hidden_channels
+                    head, self.num_features, num_classes, head_kernel_size, head_hidden_channels, **dd
                 )
                 self._prune_for_dense_head()
             self.head_hidden_size = self.num_features
 
-        feature_dicts = self._feature_dicts(head_channels, neck_channels, neck_levels)
-        self.feature_info = HRNetFeatureInfo(feature_dicts, tuple(range(len(feature_dicts))))
+        feature_dicts = self._feature_dicts(head_channels, neck_channels)
+        self.feature_info = FeatureInfo(feature_dicts, tuple(range(len(feature_dicts))))
         self._stem_only = False
         self.init_weights()
 
     # ----------------------------------------------------------------------------------------------- building
-    def _build_aggregation(self, head_channels, head_features, conv_bias) -> None:
+    def _build_aggregation(self, head_channels, head_features, conv_bias, **dd) -> None:
         inc = [c * 4 for c in head_channels]
         steps = [down_step(4 * 2**i, self.output_stride) for i in range(len(inc) - 1)]
         self.downsamp_modules = nn.ModuleList(
             nn.Sequential(
-                nn.Conv2d(inc[i], inc[i + 1], 3, stride, dilation, dilation, bias=conv_bias),
-                nn.BatchNorm2d(inc[i + 1], momentum=BN_MOMENTUM),
+                nn.Conv2d(inc[i], inc[i + 1], 3, stride, dilation, dilation, bias=conv_bias, **dd),
+                nn.BatchNorm2d(inc[i + 1], momentum=BN_MOMENTUM, **dd),
                 nn.ReLU(inplace=True),
             )
             for i, (stride, dilation) in enumerate(steps)
         )
         self.final_layer = nn.Sequential(
-            nn.Conv2d(inc[-1], head_features, 1, bias=conv_bias),
-            nn.BatchNorm2d(head_features, momentum=BN_MOMENTUM),
+            nn.Conv2d(inc[-1], head_features, 1, bias=conv_bias, **dd),
+            nn.BatchNorm2d(head_features, momentum=BN_MOMENTUM, **dd),
             nn.ReLU(inplace=True),
         )
 
@@ -236,23 +230,24 @@ class HRNet(HRNetTrunk):
         """Channels of the stride-4 map a dense head reads: branch 0, the concatenation, or pyramid level 0."""
         return {"v1": branch_chs[0], "v2": concat_chs, "v2p": neck_channels}[self.representation]
 
-    def _feature_dicts(self, head_channels, neck_channels, neck_levels) -> list[dict[str, Any]]:
+    def _feature_dicts(self, head_channels, neck_channels) -> list[dict[str, Any]]:
+        """Every tap this model can return, by stride (timm's order); at equal strides the trunk's comes first."""
         branch_chs = self.arch.branch_channels
         if self.feature_location == "incre":
             branch_chs = tuple(c * 4 for c in head_channels)
         info = [dict(num_chs=self.arch.stem_width, reduction=2, module="stem")]
         info += [
-            dict(num_chs=c, reduction=s, module=f"branch{b}")
-            for b, (c, s) in enumerate(zip(branch_chs, self.branch_strides))
+            dict(num_chs=branch_chs[b], reduction=self.branch_strides[b], module=f"branch{b}")
+            for b in self.final_out_branches
         ]
         if self.representation == "v2":
             info.append(dict(num_chs=sum(self.arch.branch_channels), reduction=4, module="concat"))
-        elif self.representation == "v2p":
+        elif self.neck is not None:
             info += [
                 dict(num_chs=neck_channels, reduction=4 * 2**i, module=f"pyramid{i}")
-                for i in range(neck_levels)
+                for i in self.neck.levels
             ]
-        return info
+        return sorted(info, key=lambda fi: fi["reduction"])  # a stable sort: ties keep the order above
 
     @torch.jit.ignore
     def init_weights(self) -> None:
@@ -266,31 +261,37 @@ class HRNet(HRNetTrunk):
                 nn.init.zeros_(m.bias)
 
     # ------------------------------------------------------------------------------------------ feature taps
-    @property
-    def _classifier_without_pyramid(self) -> bool:
-        """A V2p model built with the ImageNet head (which reads the branches) has no neck."""
-        return self.representation == "v2p" and self.neck is None and not self._stem_only
+    def feature_names(self, indices: list[int] | tuple[int, ...] | None = None) -> list[str]:
+        """Tap names (``feature_info`` modules: ``stem``, ``branch1``, ``concat``, ``pyramid0``...) of ``indices``."""
+        info = self.feature_info.info
+        return [fi["module"] for fi in info] if indices is None else [info[i]["module"] for i in indices]
+
+    def _computable_taps(self) -> set[str]:
+        """Names of the taps the model can compute now (pruning removes some)."""
+        if self._stem_only:
+            return {"stem"}
+        taps = {"stem", *(f"branch{b}" for b in self.final_out_branches)}
+        if self.final_out_branches == (0, 1, 2, 3):
+            if self.representation == "v2":
+                taps.add("concat")
+            elif self.representation == "v2p" and self.neck is not None:
+                taps.update(f"pyramid{i}" for i in self.neck.levels)
+        return taps
 
     def available_feature_indices(self) -> tuple[int, ...]:
-        """Feature indices this model can return (a single-scale last fusion has no branches 1-3 outputs)."""
-        if self._stem_only:
-            return (0,)
-        branches = tuple(1 + b for b in self.final_out_branches)
-        if (
-            self.representation == "v1"
-            or self.final_out_branches != (0, 1, 2, 3)
-            or self._classifier_without_pyramid
-        ):
-            return (0, *branches)
-        if self.representation == "v2":
-            return (0, *branches, 5)
-        return (0, *branches, *(5 + i for i in self.neck.levels))
+        """Feature indices this model can return: all of ``feature_info`` unless it has been pruned since."""
+        taps = self._computable_taps()
+        return tuple(i for i, name in enumerate(self.feature_names()) if name in taps)
 
     def default_feature_indices(self) -> tuple[int, ...]:
         """What ``features_only=True`` returns by default: V1 all it has, V2 the concat, V2p the pyramid."""
         if self.representation == "v1":
             return self.available_feature_indices()
-        return tuple(range(5, len(self.feature_info.info)))
+        return tuple(
+            i
+            for i in self.available_feature_indices()
+            if self.feature_names([i])[0].startswith(_REPRESENTATION_TAPS)
+        )
 
     def resolve_feature_indices(self, indices: int | list[int] | tuple[int, ...] | None) -> list[int]:
         """timm-style indices (None: all available, int N: the last N, negatives from the end) to absolute ones."""
@@ -299,63 +300,75 @@ class HRNet(HRNetTrunk):
             return list(self.available_feature_indices())
         if isinstance(indices, int):
             if not 0 < indices <= n:
-                raise ValueError(f"last-n out_indices={indices} is out of range (1 to {n})")
+                raise ValueError(f"last-n out_indices={indices} is out of range (1 to {n}){self._why_few()}")
             take = list(range(n - indices, n))
         else:
             take = []
             for i in indices:
                 idx = n + i if i < 0 else i
                 if not 0 <= idx < n:
-                    raise ValueError(f"feature index {i} is out of range for {n} features (0 to {n - 1})")
+                    raise ValueError(
+                        f"feature index {i} is out of range for {n} features (0 to {n - 1}: "
+                        f"{', '.join(self.feature_names())}){self._why_few()}"
+                    )
                 take.append(idx)
         missing = [i for i in take if i not in self.available_feature_indices()]
         if missing:
             if self._stem_only:
                 why = "the model was pruned to its stem"
-            elif self._classifier_without_pyramid:
-                why = (
-                    "a V2p model with the ImageNet classification head has no pyramid neck (the head reads the "
-                    "branches); build it with features_only=True, head='none' or a dense head for the pyramid"
-                )
             else:
-                why = (
-                    "the last stage-4 module of this model fuses into branch(es) "
-                    f"{list(self.final_out_branches)} only (official pose checkpoints carry no weights for the "
-                    "other fusions; V1 models with a dense head and pruned feature extractors drop them)"
-                )
+                why = "the model was pruned (prune_intermediate_layers) to other features since it was built"
             raise ValueError(
-                f"feature indices {missing} are not available: {why}; available indices: "
-                f"{list(self.available_feature_indices())}"
+                f"feature indices {missing} ({', '.join(self.feature_names(missing))}) are not available: {why}; "
+                f"available indices: {list(self.available_feature_indices())}"
             )
         return take
+
+    def _why_few(self) -> str:
+        """Why ``feature_info`` lacks taps of the variant ("" when it has them all)."""
+        names = self.feature_names()
+        if self.representation == "v2p" and not any(name.startswith("pyramid") for name in names):
+            return (
+                "; a V2p model with the ImageNet classification head has no pyramid neck (the head reads the "
+                "branches); build it with features_only=True, head='none' or a dense head for the pyramid"
+            )
+        if sum(name.startswith("branch") for name in names) == 4:
+            return ""
+        return (
+            "; the last stage-4 module of this model fuses into branch(es) "
+            f"{[b for b in range(4) if f'branch{b}' in names]} only (official pose checkpoints carry "
+            "no weights for the other fusions; V1 models with a dense head drop them)"
+        )
 
     def _taps(self, x: torch.Tensor, take: list[int], need_final: bool):
         """Run as far as needed; return ({index: tensor}, final features or None)."""
         # the fast path's fused stem converts its input itself; a plain Conv2d needs the weights' dtype
         weight_dtype = self.conv1.weight.dtype if isinstance(self.conv1, nn.Conv2d) else None
         check_input(x, self.in_chans, weight_dtype)
+        wanted = dict(zip(self.feature_names(take), take))  # tap name -> index
         stem = self.forward_stem(x)
         taps: dict[int, torch.Tensor] = {}
-        if 0 in take:
-            taps[0] = stem
-        if self._stem_only or (not need_final and max(take) == 0):
+        if "stem" in wanted:
+            taps[wanted["stem"]] = stem
+        if self._stem_only or (not need_final and list(wanted) == ["stem"]):
             return taps, (stem if need_final else None)
         branches = self.forward_branches(stem)
         for pos, b in enumerate(self.final_out_branches):
-            if 1 + b in take:
+            if f"branch{b}" in wanted:
                 t = branches[pos]
                 if self.feature_location == "incre":
                     t = self.incre_modules[b](t)
-                taps[1 + b] = t
+                taps[wanted[f"branch{b}"]] = t
         final = None
-        needs_rep = max(take) >= 5 or (need_final and self.head_type != "classification")
-        if needs_rep:
+        wants_rep = any(name.startswith(_REPRESENTATION_TAPS) for name in wanted)
+        if wants_rep or (need_final and self.head_type != "classification"):
             rep = self._representation(branches)
-            if self.representation == "v2":
-                taps[5] = rep
+            if self.representation == "v2" and "concat" in wanted:
+                taps[wanted["concat"]] = rep
             elif self.representation == "v2p":
                 for i, level in zip(self.neck.levels, rep):
-                    taps[5 + i] = level
+                    if f"pyramid{i}" in wanted:
+                        taps[wanted[f"pyramid{i}"]] = level
             final = rep
         if need_final and self.head_type == "classification":
             final = self._aggregate(branches)
@@ -432,12 +445,13 @@ class HRNet(HRNetTrunk):
         (or the list of remaining branches, or the stem).
         """
         take = self.resolve_feature_indices(indices)
+        names = self.feature_names(take)
         if prune_head:
             self.global_pool, self.head_drop, self.classifier = nn.Identity(), nn.Identity(), nn.Identity()
             self.downsamp_modules = self.final_layer = self.head = None
             self.head_type = "none"
             self.num_classes = 0
-        if max(take) == 0:
+        if set(names) == {"stem"}:
             for name in (
                 "conv2",
                 "bn2",
@@ -455,9 +469,12 @@ class HRNet(HRNetTrunk):
             self._stem_only = True
             self.num_features = self.head_hidden_size = self.arch.stem_width
             return take
-        if self.head_type == "none" and max(take) < 5:
+        representation_taps = [name for name in names if name.startswith(_REPRESENTATION_TAPS)]
+        if self.head_type == "none" and not representation_taps:
             # only branch taps (and the stem) remain: fuse just the branches asked for
-            keep = tuple(sorted(i - 1 for i in take if i >= 1))
+            keep = tuple(
+                sorted(int(name.removeprefix("branch")) for name in names if name.startswith("branch"))
+            )
             self._keep_final_branches(keep)
             self.neck = None
             self.representation = "v1"
@@ -466,7 +483,7 @@ class HRNet(HRNetTrunk):
                     m if b in keep else nn.Identity() for b, m in enumerate(self.incre_modules)
                 )
         elif self.head_type == "none" and self.neck is not None:
-            self.neck.keep_levels(tuple(i - 5 for i in take if i >= 5))
+            self.neck.keep_levels(tuple(int(name.removeprefix("pyramid")) for name in representation_taps))
         if self.head_type == "none" and self.feature_location != "incre":
             self.incre_modules = None
         return take
@@ -505,20 +522,26 @@ class HRNet(HRNetTrunk):
         return self.head.final_layer if self.head is not None else nn.Identity()
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """New output layer with ``num_classes`` outputs (classes, keypoints or landmarks)."""
+        """New output layer with ``num_classes`` outputs (classes, keypoints or landmarks).
+
+        The new layers are built on the model's device and dtype and take its train / eval mode; ``global_pool``
+        (classification) defaults to the current pooling.
+        """
         self.num_classes = num_classes
         if self.head_type == "classification":
             if global_pool is None:
                 global_pool = getattr(self.global_pool, "pool_type", "avg")
-            ref = self.final_layer[0].weight if self.final_layer is not None else None
-            self.global_pool, self.classifier = create_classifier(self.num_features, num_classes, global_pool)
-            if ref is not None:
-                self.classifier.to(device=ref.device, dtype=ref.dtype)
+            self.global_pool, self.classifier = create_classifier(
+                self.num_features, num_classes, global_pool, **get_device_dtype(self)
+            )
+            self.global_pool.train(self.training)
+            self.classifier.train(self.training)
             self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
         elif self.head is not None:
             if num_classes <= 0:
                 raise ValueError(f"a {self.head_type} head needs num_classes >= 1; use head='none' for none")
             self.head.reset(num_classes)
+            self.head.train(self.training)
 
 
 class HRNetFeatures(HRNet):

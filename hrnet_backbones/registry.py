@@ -1,46 +1,142 @@
-"""timm registrations: pretrained tags (``default_cfgs``) and the ``@register_model`` entry points.
+"""What is registered with timm, as data: model names, their trunks, pretrained tags (``default_cfgs``) and the
+builder the entry points call.
 
-``hrnet_w18/w32/w48`` replace timm's built-in entries of the same names (same state-dict keys, same pretrained
-tags and files); timm's other HRNet names (``hrnet_w18_small``, ``hrnet_w30``, ...) are left as they are.
+Every model name is ``{prefix}_{trunk}``: a prefix of :data:`VARIANTS` (``hrnet`` V1, ``hrnetv2`` V2, ``hrnetv2p``
+V2p) and a trunk of :data:`config.TRUNKS` (``w18_small``, ``w18_small_v2``, ``w18`` ... ``w64``), plus the V1
+weight variants of :data:`WEIGHT_VARIANTS` (``hrnet_w18_ssld``, ``hrnet_w48_ssld``). The V1 names are timm's own
+HRNet names, taken over with the same state-dict keys, logits and pretrained tags (a strict superset). Adding a
+model is adding an entry here or in ``config.TRUNKS``; the entry points themselves are generated in
+:mod:`hrnet_backbones.hrnet`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import warnings
 from typing import Any
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models._builder import pretrained_cfg_for_features
 from timm.models._features import FeatureGetterNet
 from timm.models._pretrained import PretrainedCfg
 
-from .config import WIDTHS, hrnet_config
+from .config import TRUNKS, HRNetConfig
 from .loading import damaged_weights_named, fit_checkpoint
 from .model import HRNet, HRNetFeatures
 
-__all__ = ["VARIANTS", "default_cfgs", "model_names"]
+__all__ = [
+    "MODELS",
+    "VARIANTS",
+    "WEIGHT_VARIANTS",
+    "ModelSpec",
+    "create_hrnet",
+    "default_cfgs",
+    "model_names",
+    "trunk_name",
+    "trunk_title",
+]
 
 _logger = logging.getLogger(__name__)
 
 #: model-name prefix -> representation
 VARIANTS = {"hrnet": "v1", "hrnetv2": "v2", "hrnetv2p": "v2p"}
+#: representation -> its name in the papers
 
-_PAPER_IDS = ("arXiv:1902.09212", "arXiv:1904.04514", "arXiv:1908.07919")
-_PAPER_NAME = "Deep High-Resolution Representation Learning for Visual Recognition"
+#: V1 models whose weights need a slightly different head: name suffix -> (trunk, model keyword defaults).
+#: PaddleClas' SSLD-distilled ImageNet models have no bias in the classification head's convolutions.
+WEIGHT_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "w18_ssld": ("w18", {"head_conv_bias": False}),
+    "w48_ssld": ("w48", {"head_conv_bias": False}),
+}
+
+_HRNET_PAPER = ("Deep High-Resolution Representation Learning for Visual Recognition", "arXiv:1908.07919")
+_SSLD_PAPER = (
+    "Beyond Self-Supervision: A Simple Yet Effective Network Distillation Alternative to Improve Backbones",
+    "arXiv:2103.05959",
+)
+_SOURCES = {
+    "ms": ("mit", "https://github.com/HRNet/HRNet-Image-Classification", _HRNET_PAPER),
+    "gluon": ("apache-2.0", "https://github.com/dmlc/gluon-cv", _HRNET_PAPER),
+    "paddle": ("mit", "https://github.com/PaddlePaddle/PaddleClas", _SSLD_PAPER),  # timm's licence field
+}
+_SSLD_EVAL = dict(crop_pct=0.95, test_crop_pct=1.0, test_input_size=(3, 288, 288))
+
+#: ImageNet-1k tags of timm's published HRNet weights, per V1 name suffix, default tag first (as timm lists them;
+#: the values are the fields that differ from :func:`_imagenet_cfg`'s). V2 / V2p names of the same trunk get the
+#: same tags and files: the trunk and ImageNet head are the same network.
+IMAGENET_TAGS: dict[str, dict[str, dict[str, Any]]] = {
+    "w18_small": {"gluon_in1k": dict(interpolation="bicubic"), "ms_in1k": {}},
+    "w18_small_v2": {"gluon_in1k": dict(interpolation="bicubic"), "ms_in1k": {}},
+    "w18": {"ms_aug_in1k": dict(crop_pct=0.95), "ms_in1k": {}},
+    **{trunk: {"ms_in1k": {}} for trunk in ("w30", "w32", "w40", "w44", "w48", "w64")},
+    "w18_ssld": {"paddle_in1k": _SSLD_EVAL},
+    "w48_ssld": {"paddle_in1k": _SSLD_EVAL},
+}
+
 _PRETRAINED_CFG_FIELDS = {f.name for f in dataclasses.fields(PretrainedCfg)}
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One registered model: its representation, trunk (a ``config.TRUNKS`` key) and keyword defaults."""
+
+    prefix: str
+    trunk: str
+    defaults: tuple[tuple[str, Any], ...] = ()
+    weights: str = ""  # the V1 suffix whose ImageNet files it takes ("" for none)
+
+    @property
+    def representation(self) -> str:
+        return VARIANTS[self.prefix]
+
+    @property
+    def arch(self) -> HRNetConfig:
+        return TRUNKS[self.trunk]
+
+
+def _model_specs() -> dict[str, ModelSpec]:
+    specs: dict[str, ModelSpec] = {}
+    for prefix in VARIANTS:
+        for trunk in TRUNKS:
+            specs[f"{prefix}_{trunk}"] = ModelSpec(
+                prefix, trunk, weights=trunk if trunk in IMAGENET_TAGS else ""
+            )
+        if prefix == "hrnet":
+            for suffix, (trunk, defaults) in WEIGHT_VARIANTS.items():
+                specs[f"hrnet_{suffix}"] = ModelSpec(prefix, trunk, tuple(defaults.items()), weights=suffix)
+    return specs
+
+
+#: every registered model name -> its specification, V1 then V2 then V2p, by trunk
+MODELS: dict[str, ModelSpec] = _model_specs()
+
+
 def model_names() -> list[str]:
-    """Every model name this package registers, V1 then V2 then V2p, by width."""
-    return [f"{prefix}_w{w}" for prefix in VARIANTS for w in WIDTHS]
+    """Every model name this package registers, V1 then V2 then V2p, by trunk."""
+    return list(MODELS)
 
 
-def _imagenet_cfg(hub_id: str, variant: str, **kwargs: Any) -> dict[str, Any]:
-    """An ImageNet-1k tag: timm's published weights of the official classification models (MIT licence)."""
+def trunk_title(trunk: str) -> str:
+    """The papers' name of a trunk: ``w18_small_v2`` -> ``W18-Small-v2``, ``w48_ssld`` -> ``W48-ssld``."""
+    first, *rest = trunk.split("_")
+    return "-".join([first.upper(), *(p.capitalize() if p == "small" else p for p in rest)])
+
+
+def trunk_name(arch: HRNetConfig) -> str | None:
+    """The ``config.TRUNKS`` name of ``arch``'s layout (stem, stages; fusion settings aside), or None."""
+    layout = ("stem_width", "stage1", "stage2", "stage3", "stage4")
+    want = {k: v for k, v in arch.to_dict().items() if k in layout}
+    for name, trunk in TRUNKS.items():
+        if {k: v for k, v in trunk.to_dict().items() if k in layout} == want:
+            return name
+    return None
+
+
+def _imagenet_cfg(name: str, hub_id: str, source: str, **kwargs: Any) -> dict[str, Any]:
+    """An ImageNet-1k tag of timm's published weights (the fields and values of timm's own HRNet tags)."""
+    license_, origin, (paper_name, paper_id) = _SOURCES[source]
     return {
         "hf_hub_id": hub_id,
         "num_classes": 1000,
@@ -52,26 +148,22 @@ def _imagenet_cfg(hub_id: str, variant: str, **kwargs: Any) -> dict[str, Any]:
         "std": IMAGENET_DEFAULT_STD,
         "first_conv": "conv1",
         "classifier": "classifier",
-        "license": "mit",
-        "paper_name": _PAPER_NAME,
-        "paper_ids": _PAPER_IDS,
-        "origin_url": "https://github.com/HRNet/HRNet-Image-Classification",
-        "description": f"{variant}: trunk and ImageNet head from the official HRNet-W*-C classification model",
+        "license": license_,
+        "paper_name": paper_name,
+        "paper_ids": ("arXiv:1902.09212", "arXiv:1904.04514", paper_id),
+        "origin_url": origin,
+        "description": f"{name}: trunk and ImageNet head of timm's hrnet_* weights ({source})",
         **kwargs,
     }
 
 
 def _default_cfgs() -> dict[str, dict[str, Any]]:
     cfgs: dict[str, dict[str, Any]] = {}
-    for prefix in VARIANTS:
-        for w in WIDTHS:
-            name = f"{prefix}_w{w}"
-            # the V2/V2p variants reuse the V1 files: the trunk and ImageNet head are the same network
-            hub = "timm/" if prefix == "hrnet" else f"timm/hrnet_w{w}.ms_in1k"
-            if w == 18:
-                aug_hub = "timm/" if prefix == "hrnet" else "timm/hrnet_w18.ms_aug_in1k"
-                cfgs[f"{name}.ms_aug_in1k"] = _imagenet_cfg(aug_hub, name, crop_pct=0.95)
-            cfgs[f"{name}.ms_in1k"] = _imagenet_cfg(hub, name)
+    for name, spec in MODELS.items():
+        for tag, fields in IMAGENET_TAGS.get(spec.weights, {}).items():
+            # V1 names complete "timm/" to their own repository; V2 / V2p point at the V1 one
+            hub = "timm/" if spec.prefix == "hrnet" else f"timm/hrnet_{spec.weights}.{tag}"
+            cfgs[f"{name}.{tag}"] = _imagenet_cfg(name, hub, tag.split("_")[0], **fields)
     return cfgs
 
 
@@ -102,7 +194,13 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: HRNet) -> d
     return fit_checkpoint(state_dict, model)
 
 
-def _create_hrnet(variant: str, pretrained: bool = False, **kwargs: Any) -> HRNet:
+def create_hrnet(variant: str, pretrained: bool = False, **kwargs: Any) -> HRNet:
+    """Build the registered model ``variant`` through timm's ``build_model_with_cfg`` (what the entry points call).
+
+    ``kwargs`` are :class:`~hrnet_backbones.model.HRNet` arguments (``device`` and ``dtype`` included) and timm's
+    ``features_only`` / ``feature_cls`` / ``out_indices`` / ``pretrained_cfg``. A damaged weights file is named in
+    the error (:func:`~hrnet_backbones.loading.damaged_weights_named`).
+    """
     num_classes = kwargs.get("num_classes")
     if num_classes is not None and (
         isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0
@@ -113,9 +211,11 @@ def _create_hrnet(variant: str, pretrained: bool = False, **kwargs: Any) -> HRNe
 
 
 def _build_hrnet(variant: str, pretrained: bool = False, **kwargs: Any) -> HRNet:
-    prefix, width = variant.rsplit("_w", 1)
-    kwargs.setdefault("arch", hrnet_config(int(width)))
-    kwargs.setdefault("representation", VARIANTS[prefix])
+    spec = MODELS[variant]
+    kwargs.setdefault("arch", spec.arch)
+    kwargs.setdefault("representation", spec.representation)
+    for key, value in spec.defaults:
+        kwargs.setdefault(key, value)
     pretrained_cfg, extra_cfg = _split_pretrained_cfg(kwargs.pop("pretrained_cfg", None))
 
     features_only = kwargs.pop("features_only", False)
@@ -166,65 +266,3 @@ def _build_hrnet(variant: str, pretrained: bool = False, **kwargs: Any) -> HRNet
         model.pretrained_cfg = {**model.pretrained_cfg, **extra_cfg}
         model.default_cfg = model.pretrained_cfg
     return model
-
-
-def _register(fn):
-    # timm already registers hrnet_w18/w32/w48; re-registering them warns. Ours are a strict superset by design,
-    # so that one expected warning is silenced (and only it).
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Overwriting hrnet_w(18|32|48) in registry")
-        return register_model(fn)
-
-
-@_register
-def hrnet_w18(pretrained: bool = False, **kwargs: Any) -> HRNet:
-    """HRNetV1-W18: the four parallel branches (18, 36, 72, 144 channels)."""
-    return _create_hrnet("hrnet_w18", pretrained, **kwargs)
-
-
-@_register
-def hrnet_w32(pretrained: bool = False, **kwargs: Any) -> HRNet:
-    """HRNetV1-W32: the four parallel branches (32, 64, 128, 256 channels)."""
-    return _create_hrnet("hrnet_w32", pretrained, **kwargs)
-
-
-@_register
-def hrnet_w48(pretrained: bool = False, **kwargs: Any) -> HRNet:
-    """HRNetV1-W48: the four parallel branches (48, 96, 192, 384 channels)."""
-    return _create_hrnet("hrnet_w48", pretrained, **kwargs)
-
-
-@_register
-def hrnetv2_w18(pretrained: bool = False, **kwargs: Any) -> HRNet:
-    """HRNetV2-W18: branches upsampled to stride 4 and concatenated (270 channels)."""
-    return _create_hrnet("hrnetv2_w18", pretrained, **kwargs)
-
-
-@_register
-def hrnetv2_w32(pretrained: bool = False, **kwargs: Any) -> HRNet:
-    """HRNetV2-W32: branches upsampled to stride 4 and concatenated (480 channels)."""
-    return _create_hrnet("hrnetv2_w32", pretrained, **kwargs)
-
-
-@_register
-def hrnetv2_w48(pretrained: bool = False, **kwargs: Any) -> HRNet:
-    """HRNetV2-W48: branches upsampled to stride 4 and concatenated (720 channels)."""
-    return _create_hrnet("hrnetv2_w48", pretrained, **kwargs)
-
-
-@_register
-def hrnetv2p_w18(pretrained: bool = False, **kwargs: Any) -> HRNet:
-    """HRNetV2p-W18: the V2 map as a 5-level, 256-channel pyramid (strides 4-64)."""
-    return _create_hrnet("hrnetv2p_w18", pretrained, **kwargs)
-
-
-@_register
-def hrnetv2p_w32(pretrained: bool = False, **kwargs: Any) -> HRNet:
-    """HRNetV2p-W32: the V2 map as a 5-level, 256-channel pyramid (strides 4-64)."""
-    return _create_hrnet("hrnetv2p_w32", pretrained, **kwargs)
-
-
-@_register
-def hrnetv2p_w48(pretrained: bool = False, **kwargs: Any) -> HRNet:
-    """HRNetV2p-W48: the V2 map as a 5-level, 256-channel pyramid (strides 4-64)."""
-    return _create_hrnet("hrnetv2p_w48", pretrained, **kwargs)

@@ -56,13 +56,21 @@ def pool_level(x: torch.Tensor, factor: int) -> torch.Tensor:
 class HRFPN(nn.Module):
     """HRNetV2p pyramid neck: 1x1 reduction of the concatenated map, ``num_levels`` pooled levels, 3x3 convs."""
 
-    def __init__(self, in_channels: int, out_channels: int = 256, num_levels: int = 5):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int = 256,
+        num_levels: int = 5,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ):
         super().__init__()
+        dd = dict(device=device, dtype=dtype)
         self.num_levels = num_levels
         self.out_channels = out_channels
-        self.reduction_conv = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1))
+        self.reduction_conv = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, **dd))
         self.fpn_conv = nn.ModuleList(
-            nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in range(num_levels)
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, **dd) for _ in range(num_levels)
         )
         self.levels = tuple(range(num_levels))
 

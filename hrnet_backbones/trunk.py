@@ -52,12 +52,12 @@ def down_step(nominal_in: int, output_stride: int) -> tuple[int, int]:
     return stride, nominal_in // min(nominal_in, output_stride)
 
 
-def _bn(channels: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(channels, momentum=BN_MOMENTUM)
+def _bn(channels: int, **dd) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, momentum=BN_MOMENTUM, **dd)
 
 
-def _conv3x3(in_chs: int, out_chs: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_chs, out_chs, 3, stride, padding=dilation, dilation=dilation, bias=False)
+def _conv3x3(in_chs: int, out_chs: int, stride: int = 1, dilation: int = 1, **dd) -> nn.Conv2d:
+    return nn.Conv2d(in_chs, out_chs, 3, stride, padding=dilation, dilation=dilation, bias=False, **dd)
 
 
 class BasicBlock(nn.Module):
@@ -72,12 +72,15 @@ class BasicBlock(nn.Module):
         stride: int = 1,
         downsample: nn.Module | None = None,
         dilation: int = 1,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ):
         super().__init__()
-        self.conv1 = _conv3x3(inplanes, planes, stride, dilation)
-        self.bn1 = _bn(planes)
-        self.conv2 = _conv3x3(planes, planes, 1, dilation)
-        self.bn2 = _bn(planes)
+        dd = dict(device=device, dtype=dtype)
+        self.conv1 = _conv3x3(inplanes, planes, stride, dilation, **dd)
+        self.bn1 = _bn(planes, **dd)
+        self.conv2 = _conv3x3(planes, planes, 1, dilation, **dd)
+        self.bn2 = _bn(planes, **dd)
         self.downsample = downsample
         self.act = nn.ReLU(inplace=True)
 
@@ -101,14 +104,17 @@ class Bottleneck(nn.Module):
         stride: int = 1,
         downsample: nn.Module | None = None,
         dilation: int = 1,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ):
         super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = _bn(planes)
-        self.conv2 = _conv3x3(planes, planes, stride, dilation)
-        self.bn2 = _bn(planes)
-        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
-        self.bn3 = _bn(planes * self.expansion)
+        dd = dict(device=device, dtype=dtype)
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False, **dd)
+        self.bn1 = _bn(planes, **dd)
+        self.conv2 = _conv3x3(planes, planes, stride, dilation, **dd)
+        self.bn2 = _bn(planes, **dd)
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False, **dd)
+        self.bn3 = _bn(planes * self.expansion, **dd)
         self.downsample = downsample
         self.act = nn.ReLU(inplace=True)
 
@@ -125,16 +131,26 @@ BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {"BASIC": BasicBlock, "
 
 
 def make_layer(
-    block: str, inplanes: int, planes: int, num_blocks: int, stride: int = 1, dilation: int = 1
+    block: str,
+    inplanes: int,
+    planes: int,
+    num_blocks: int,
+    stride: int = 1,
+    dilation: int = 1,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> nn.Sequential:
     """A stack of ``num_blocks`` blocks; the first one projects the shortcut when the shape changes."""
+    dd = dict(device=device, dtype=dtype)
     block_cls = BLOCKS[block]
     out_chs = planes * block_cls.expansion
     downsample = None
     if stride != 1 or inplanes != out_chs:
-        downsample = nn.Sequential(nn.Conv2d(inplanes, out_chs, 1, stride, bias=False), _bn(out_chs))
-    layers = [block_cls(inplanes, planes, stride, downsample, dilation)]
-    layers += [block_cls(out_chs, planes, dilation=dilation) for _ in range(1, num_blocks)]
+        downsample = nn.Sequential(
+            nn.Conv2d(inplanes, out_chs, 1, stride, bias=False, **dd), _bn(out_chs, **dd)
+        )
+    layers = [block_cls(inplanes, planes, stride, downsample, dilation, **dd)]
+    layers += [block_cls(out_chs, planes, dilation=dilation, **dd) for _ in range(1, num_blocks)]
     return nn.Sequential(*layers)
 
 
@@ -176,8 +192,11 @@ class HighResolutionModule(nn.Module):
         upsample_mode: str = "nearest",
         align_corners: bool = False,
         output_stride: int = 32,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ):
         super().__init__()
+        dd = dict(device=device, dtype=dtype)
         n = spec.num_branches
         self.num_branches = n
         self.upsample_mode = upsample_mode
@@ -194,6 +213,7 @@ class HighResolutionModule(nn.Module):
                 spec.num_channels[b],
                 spec.num_blocks[b],
                 dilation=4 * 2**b // self.strides[b],
+                **dd,
             )
             for b in range(n)
         )
@@ -201,17 +221,17 @@ class HighResolutionModule(nn.Module):
             self.fuse_layers = nn.ModuleList()
         else:
             self.fuse_layers = nn.ModuleList(
-                self._make_fuse_row(i) if i in self.out_branches else nn.ModuleList()
+                self._make_fuse_row(i, **dd) if i in self.out_branches else nn.ModuleList()
                 for i in range(max(self.out_branches) + 1)
             )
         self.fuse_act = nn.ReLU(inplace=True)  # applied to a sum this module owns
 
-    def _make_fuse_row(self, i: int) -> nn.ModuleList:
+    def _make_fuse_row(self, i: int, **dd) -> nn.ModuleList:
         chs = self.out_channels
         row = []
         for j in range(self.num_branches):
             if j > i:
-                row.append(nn.Sequential(nn.Conv2d(chs[j], chs[i], 1, bias=False), _bn(chs[i])))
+                row.append(nn.Sequential(nn.Conv2d(chs[j], chs[i], 1, bias=False, **dd), _bn(chs[i], **dd)))
             elif j == i:
                 row.append(nn.Identity())
             else:
@@ -220,7 +240,7 @@ class HighResolutionModule(nn.Module):
                     last = k == i - j - 1
                     out_chs = chs[i] if last else chs[j]
                     stride, dilation = down_step(4 * 2 ** (j + k), self.output_stride)
-                    step = [_conv3x3(chs[j], out_chs, stride, dilation), _bn(out_chs)]
+                    step = [_conv3x3(chs[j], out_chs, stride, dilation, **dd), _bn(out_chs, **dd)]
                     if not last:
                         step.append(nn.ReLU(inplace=True))
                     steps.append(nn.Sequential(*step))
@@ -260,8 +280,16 @@ class HRNetTrunk(nn.Module):
     resolution and are dilated instead, so every parameter keeps its shape and pretrained weights still load.
     """
 
-    def __init__(self, arch: HRNetConfig, in_chans: int = 3, output_stride: int = 32):
+    def __init__(
+        self,
+        arch: HRNetConfig,
+        in_chans: int = 3,
+        output_stride: int = 32,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ):
         super().__init__()
+        dd = dict(device=device, dtype=dtype)
         if output_stride not in OUTPUT_STRIDES:
             raise ValueError(
                 f"output_stride={output_stride} is not supported; HRNet can be built for output_stride "
@@ -271,20 +299,22 @@ class HRNetTrunk(nn.Module):
         self.in_chans = in_chans
         self.output_stride = output_stride
         self.grad_checkpointing = False
-        self.conv1 = nn.Conv2d(in_chans, arch.stem_width, 3, 2, 1, bias=False)
-        self.bn1 = _bn(arch.stem_width)
+        self.conv1 = nn.Conv2d(in_chans, arch.stem_width, 3, 2, 1, bias=False, **dd)
+        self.bn1 = _bn(arch.stem_width, **dd)
         self.act1 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(arch.stem_width, 64, 3, 2, 1, bias=False)
-        self.bn2 = _bn(64)
+        self.conv2 = nn.Conv2d(arch.stem_width, 64, 3, 2, 1, bias=False, **dd)
+        self.bn2 = _bn(64, **dd)
         self.act2 = nn.ReLU(inplace=True)
         s1 = arch.stage1
-        self.layer1 = make_layer(s1.block, 64, s1.num_channels[0], s1.num_blocks[0])
+        self.layer1 = make_layer(s1.block, 64, s1.num_channels[0], s1.num_blocks[0], **dd)
 
         prev = s1.branch_channels
         for s, spec in enumerate(arch.stages, start=2):
             last_stage = s == 4
             setattr(
-                self, f"transition{s - 1}", self._make_transition(prev, spec.branch_channels, output_stride)
+                self,
+                f"transition{s - 1}",
+                self._make_transition(prev, spec.branch_channels, output_stride, **dd),
             )
             modules = []
             for m in range(spec.num_modules):
@@ -293,7 +323,7 @@ class HRNetTrunk(nn.Module):
                     out_branches = (0,)
                 modules.append(
                     HighResolutionModule(
-                        spec, out_branches, arch.fusion_upsample, arch.align_corners, output_stride
+                        spec, out_branches, arch.fusion_upsample, arch.align_corners, output_stride, **dd
                     )
                 )
             prev = spec.branch_channels
@@ -302,7 +332,9 @@ class HRNetTrunk(nn.Module):
         self.branch_strides = branch_strides(output_stride)
 
     @staticmethod
-    def _make_transition(prev: tuple[int, ...], cur: tuple[int, ...], output_stride: int) -> nn.ModuleList:
+    def _make_transition(
+        prev: tuple[int, ...], cur: tuple[int, ...], output_stride: int, **dd
+    ) -> nn.ModuleList:
         strides = branch_strides(output_stride, len(cur))
         layers: list[nn.Module] = []
         for i, out_chs in enumerate(cur):
@@ -313,7 +345,9 @@ class HRNetTrunk(nn.Module):
                     dilation = 4 * 2**i // strides[i]
                     layers.append(
                         nn.Sequential(
-                            _conv3x3(prev[i], out_chs, 1, dilation), _bn(out_chs), nn.ReLU(inplace=True)
+                            _conv3x3(prev[i], out_chs, 1, dilation, **dd),
+                            _bn(out_chs, **dd),
+                            nn.ReLU(inplace=True),
                         )
                     )
             else:
@@ -324,7 +358,9 @@ class HRNetTrunk(nn.Module):
                     stride, dilation = down_step(4 * 2 ** (len(prev) - 1 + k), output_stride)
                     steps.append(
                         nn.Sequential(
-                            _conv3x3(in_chs, step_out, stride, dilation), _bn(step_out), nn.ReLU(inplace=True)
+                            _conv3x3(in_chs, step_out, stride, dilation, **dd),
+                            _bn(step_out, **dd),
+                            nn.ReLU(inplace=True),
                         )
                     )
                 layers.append(nn.Sequential(*steps))

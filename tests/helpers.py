@@ -107,13 +107,14 @@ def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def expected_feature_size(index: int, reduction: int, size: tuple[int, int]) -> tuple[int, int]:
-    """(H, W) of feature ``index`` (with ``feature_info`` reduction ``reduction``) for an input of ``size``.
+def expected_feature_size(module: str, reduction: int, size: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) of the feature ``module`` (``feature_info``: ``stem``, ``branch1``, ``concat``, ``pyramid2``, ...)
+    with reduction ``reduction`` for an input of ``size``.
 
-    Every stride-2 convolution maps a side s to ceil(s / 2), so the stem and the branches are ceil(side / stride).
-    The V2p pyramid (index >= 5, reduction > 4) pools the stride-4 map by reduction / 4 with floor rounding,
-    never below 1; the V2 concatenation and pyramid level 0 (index 5, reduction 4) are the stride-4 map itself.
+    Every stride-2 convolution maps a side s to ceil(s / 2), so the stem, the branches and the V2 concatenation are
+    ceil(side / stride). The V2p pyramid pools the stride-4 map by reduction / 4 with floor rounding, never below 1
+    (level 0 is the stride-4 map itself).
     """
-    if index >= 5:
+    if module.startswith("pyramid"):
         return tuple(max(1, ceil_div(s, 4) // (reduction // 4)) for s in size)
     return tuple(ceil_div(s, reduction) for s in size)

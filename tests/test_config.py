@@ -37,7 +37,7 @@ def test_any_stage_configuration_builds():
         stem_width=24,
     )
     model = timm.create_model("hrnetv2_w32", arch=cfg, features_only=True, out_indices=(0, 1, 2, 3, 4, 5))
-    assert model.feature_info.channels() == [24, 6, 10, 14, 18, 48]
+    assert model.feature_info.channels() == [24, 6, 48, 10, 14, 18]
     feats = model(torch.randn(1, 3, 37, 53))
     assert [f.shape[1] for f in feats] == model.feature_info.channels()
 

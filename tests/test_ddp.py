@@ -42,7 +42,7 @@ CASES = {
     "v1_branches_1_2": ("hrnet_w32", dict(arch=tiny_config(), features_only=True, out_indices=(1, 2))),
     "v2p_levels_0_1": (
         "hrnetv2p_w32",
-        dict(arch=tiny_config(), features_only=True, out_indices=(5, 6), neck_channels=8),
+        dict(arch=tiny_config(), features_only=True, out_indices=(2, 4), neck_channels=8),
     ),
     "landmark_v2": ("hrnetv2_w32", dict(arch=tiny_config(), head="landmark", num_classes=NUM_KEYPOINTS)),
     "pose_on_v2p": ("hrnetv2p_w32", dict(arch=tiny_config(), head="pose", num_classes=NUM_KEYPOINTS)),

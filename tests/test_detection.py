@@ -92,8 +92,8 @@ def test_v2p_passes_its_pyramid_through_and_v1_gets_a_torchvision_fpn():
     assert v2p.fpn is None and v2p.out_channels == 16
     assert isinstance(v1.fpn, FeaturePyramidNetwork)
     x = torch.randn(1, 3, 64, 64)
-    # the V2p levels are exactly the model's own pyramid (feature indices 5-9)
-    feats = v2p.body.forward_intermediates(x, indices=[5, 6, 7, 8, 9], intermediates_only=True)
+    # the V2p levels are exactly the model's own pyramid (feature indices 2, 4, 6, 8, 9)
+    feats = v2p.body.forward_intermediates(x, indices=[2, 4, 6, 8, 9], intermediates_only=True)
     assert all(torch.equal(a, b) for a, b in zip(v2p(x).values(), feats))
 
 
@@ -174,4 +174,4 @@ def test_a_given_model_is_copied_not_pruned_in_place():
 
 def test_single_scale_features_are_refused_for_a_pyramid():
     with pytest.raises(ValueError, match="do not belong in a detection pyramid"):
-        _backbone("hrnetv2_w32", out_indices=(1, 2, 5))
+        _backbone("hrnetv2_w32", out_indices=(1, 2, 3))

@@ -80,7 +80,7 @@ VARIANTS = {
         "hrnetv2_w32", "seg", (0, 1, 2, 3, 4, 5), arch=tiny_config(fusion_upsample="bilinear")
     ),
     "v2p_features": lambda: _features(
-        "hrnetv2p_w32", "det", (5, 6, 7, 8, 9), arch=tiny_config(), neck_channels=16
+        "hrnetv2p_w32", "det", (2, 4, 6, 8, 9), arch=tiny_config(), neck_channels=16
     ),
     "pose_model": lambda: fixture_model("pose"),
     "segmentation_model": lambda: fixture_model("seg"),

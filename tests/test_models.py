@@ -11,12 +11,15 @@ from conftest import randomize
 from timm.layers import create_feature_extractor, get_notrace_functions, get_notrace_modules
 from torchvision.models.feature_extraction import NodePathTracer
 
-from hrnet_backbones import HRNet, HRNetFeatures, model_names, tiny_config
+from hrnet_backbones import HRNet, HRNetFeatures, tiny_config
 
-NAMES = model_names()
+#: every variant on the smallest and a standard trunk (every name: tests/test_timm_contract.py)
+SOME_NAMES = [
+    f"{prefix}_{trunk}" for prefix in ("hrnet", "hrnetv2", "hrnetv2p") for trunk in ("w18_small", "w32")
+]
 
 
-def expected_shapes(name: str, h: int, w: int, indices: list[int]) -> list[tuple[int, int]]:
+def expected_shapes(model: HRNet, h: int, w: int, indices: list[int]) -> list[tuple[int, int]]:
     """Spatial sizes from the network's own rounding: ceil at each stride-2 conv; the pyramid floors, never below 1."""
 
     def at(stride: int) -> tuple[int, int]:
@@ -25,18 +28,19 @@ def expected_shapes(name: str, h: int, w: int, indices: list[int]) -> list[tuple
             sh, sw = -(-sh // 2), -(-sw // 2)
         return sh, sw
 
-    sizes = [at(2)] + [at(4 * 2**b) for b in range(4)]
-    if name.startswith("hrnetv2p"):
-        s4 = at(4)
-        sizes += [(max(1, s4[0] // 2**i), max(1, s4[1] // 2**i)) for i in range(5)]
-    elif name.startswith("hrnetv2"):
-        sizes.append(at(4))
-    return [sizes[i] for i in indices]
+    sizes = []
+    for name, stride in zip(model.feature_names(indices), model.feature_info.reduction(indices)):
+        if name.startswith("pyramid"):
+            s4 = at(4)
+            sizes.append((max(1, s4[0] // (stride // 4)), max(1, s4[1] // (stride // 4))))
+        else:
+            sizes.append(at(stride))
+    return sizes
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [(256, 192), (250, 330)])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SOME_NAMES)
 def test_feature_shapes_match_feature_info(name, size):
     with torch.device("meta"):
         model = timm.create_model(name, head="none")
@@ -46,7 +50,7 @@ def test_feature_shapes_match_feature_info(name, size):
     info = model.feature_info
     every = list(range(len(info.info)))
     assert [tuple(f.shape[:2]) for f in feats] == [(2, c) for c in info.channels(every)]
-    assert [tuple(f.shape[-2:]) for f in feats] == expected_shapes(name, *size, every)
+    assert [tuple(f.shape[-2:]) for f in feats] == expected_shapes(model, *size, every)
     assert default.feature_info.channels() == info.channels(list(default.out_indices))
     assert default.feature_info.reduction() == info.reduction(list(default.out_indices))
 
@@ -76,7 +80,7 @@ def test_real_forward_on_an_odd_size_full_model():
     ).eval()
     with torch.no_grad():
         feats = model(torch.randn(1, 3, 257, 193))
-    assert [tuple(f.shape[-2:]) for f in feats] == expected_shapes("hrnetv2p_w18", 257, 193, list(range(10)))
+    assert [tuple(f.shape[-2:]) for f in feats] == expected_shapes(model, 257, 193, list(range(10)))
     assert all(torch.isfinite(f).all() for f in feats)
 
 
@@ -92,9 +96,10 @@ def test_out_indices_as_timm_takes_them(out_indices, expected):
 
 
 def test_v2_out_indices_reach_the_concatenation_and_branches():
-    model = timm.create_model("hrnetv2_w32", arch=tiny_config(), features_only=True, out_indices=(1, -1))
-    assert model.feature_info.channels() == [4, 60]
-    assert model.feature_info.reduction() == [4, 4]
+    model = timm.create_model("hrnetv2_w32", arch=tiny_config(), features_only=True, out_indices=(1, 2, -1))
+    assert model.feature_info.module_name() == ["branch0", "concat", "branch3"]
+    assert model.feature_info.channels() == [4, 60, 32]
+    assert model.feature_info.reduction() == [4, 4, 32]
 
 
 @pytest.mark.parametrize("bad", [(5,), (-7,), 0, 6])
@@ -135,7 +140,7 @@ def test_pose_trunk_with_single_scale_last_module_refuses_lower_branch_features(
     arch = tiny_config(multi_scale_last=False)
     model = timm.create_model("hrnet_w32", arch=arch, features_only=True)
     assert list(model.feature_info.out_indices) == [0, 1]
-    with pytest.raises(ValueError, match=r"not available.*branch\(es\) \[0\]"):
+    with pytest.raises(ValueError, match=r"out of range.*branch\(es\) \[0\]"):
         timm.create_model("hrnet_w32", arch=arch, features_only=True, out_indices=(1, 2))
     with pytest.raises(ValueError, match="the V2 representation needs all four branches"):
         timm.create_model("hrnetv2_w32", arch=arch)
@@ -143,7 +148,7 @@ def test_pose_trunk_with_single_scale_last_module_refuses_lower_branch_features(
         timm.create_model("hrnetv2p_w32", arch=arch)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SOME_NAMES)
 def test_every_model_builds_on_the_meta_device(name):
     with torch.device("meta"):
         model = timm.create_model(name)
@@ -157,7 +162,7 @@ def test_forward_intermediates_and_forward_features_agree():
     with torch.no_grad():
         final, inter = model.forward_intermediates(x)
         assert torch.equal(final, model.forward_features(x))
-        assert torch.equal(inter[-1], final)  # index 5 is the concatenation
+        assert torch.equal(inter[2], final)  # index 2 is the concatenation
         only = model.forward_intermediates(x, indices=[0], intermediates_only=True, stop_early=True)
         assert torch.equal(only[0], inter[0])
 
@@ -185,20 +190,22 @@ def test_prune_intermediate_layers_drops_unused_parameters():
     assert [k for k in stem_only.state_dict() if not k.startswith(("conv1", "bn1"))] == []
 
 
-@pytest.mark.parametrize("name", ["hrnet_w32", "hrnetv2_w32", "hrnetv2p_w32"])
-@pytest.mark.parametrize("out_indices", [None, (2,), (0, 3)])
+@pytest.mark.parametrize(
+    ("name", "out_indices"),
+    [
+        *(("hrnet_w32", i) for i in (None, (2,), (0, 3))),
+        *(("hrnetv2_w32", i) for i in (None, (2,), (0, 2), (0, 3))),  # concat; stem and a branch
+        *(("hrnetv2p_w32", i) for i in (None, (4,), (2, 8), (3, 6))),  # pyramid levels; a branch and a level
+    ],
+)
 def test_every_parameter_of_a_feature_extractor_gets_a_gradient(name, out_indices):
-    if out_indices is not None and name != "hrnet_w32":
-        out_indices = tuple(i + 5 for i in out_indices if i + 5 < (6 if name == "hrnetv2_w32" else 10)) or (
-            5,
-        )
     model = timm.create_model(name, arch=tiny_config(), features_only=True, out_indices=out_indices)
     sum(f.float().pow(2).mean() for f in model(torch.randn(2, 3, 64, 64))).backward()
     no_grad = [n for n, p in model.named_parameters() if p.grad is None]
     assert no_grad == []
 
 
-@pytest.mark.parametrize("name", NAMES[::3])
+@pytest.mark.parametrize("name", ["hrnet_w32", "hrnetv2_w32", "hrnetv2p_w32"])
 def test_backward_pass_of_the_full_model(name):
     model = timm.create_model(name, arch=tiny_config(), head_channels=(3, 6, 12, 24), head_features=40)
     out = model(torch.randn(2, 3, 64, 64))
@@ -212,9 +219,10 @@ def test_a_v2p_classifier_has_no_pyramid_and_says_where_to_get_one():
         "hrnetv2p_w32", arch=tiny_config(), head_channels=(3, 6, 12, 24), head_features=40
     )
     assert model.neck is None and not any(k.startswith("neck.") for k in model.state_dict())
+    assert model.feature_names() == ["stem", "branch0", "branch1", "branch2", "branch3"]  # what it can return
     feats = model.forward_intermediates(torch.randn(1, 3, 64, 64), indices=(1, 4), intermediates_only=True)
     assert [f.shape[1] for f in feats] == [model.feature_info.info[i]["num_chs"] for i in (1, 4)]
-    with pytest.raises(ValueError, match=r"no pyramid neck .* features_only=True, head='none'"):
+    with pytest.raises(ValueError, match=r"out of range.*no pyramid neck .* features_only=True, head='none'"):
         model.forward_intermediates(torch.randn(1, 3, 64, 64), indices=(5,))
 
 

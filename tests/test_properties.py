@@ -48,8 +48,8 @@ def _assert_features_follow_feature_info(model: torch.nn.Module, n: int, size: t
         feats = model(torch.empty(n, 3, *size, device=device))
     info = model.feature_info
     assert len(feats) == len(model.out_indices)
-    for f, i, c, r in zip(feats, model.out_indices, info.channels(), info.reduction()):
-        assert tuple(f.shape) == (n, c, *expected_feature_size(i, r, size)), (i, size)
+    for f, m, c, r in zip(feats, info.module_name(), info.channels(), info.reduction()):
+        assert tuple(f.shape) == (n, c, *expected_feature_size(m, r, size)), (m, size)
 
 
 @pytest.mark.slow

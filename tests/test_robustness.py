@@ -79,7 +79,8 @@ def test_inputs_smaller_than_the_total_stride_give_every_feature(name, size):
     with torch.no_grad():
         feats = model(torch.randn(2, 3, *size))
     expected = [
-        expected_feature_size(i, r, size) for i, r in zip(model.out_indices, model.feature_info.reduction())
+        expected_feature_size(m, r, size)
+        for m, r in zip(model.feature_info.module_name(), model.feature_info.reduction())
     ]
     assert [tuple(f.shape[-2:]) for f in feats] == expected
     assert all(torch.isfinite(f).all() for f in feats)
@@ -100,8 +101,10 @@ def test_an_empty_batch_gives_empty_features_and_leaves_the_statistics_alone(nam
     stats = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
     feats = model(torch.randn(0, 3, 64, 48))
     assert [tuple(f.shape) for f in feats] == [
-        (0, c, *expected_feature_size(i, r, (64, 48)))
-        for i, c, r in zip(model.out_indices, model.feature_info.channels(), model.feature_info.reduction())
+        (0, c, *expected_feature_size(m, r, (64, 48)))
+        for m, c, r in zip(
+            model.feature_info.module_name(), model.feature_info.channels(), model.feature_info.reduction()
+        )
     ]
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in stats.items())
     if mode == "train":

@@ -1,4 +1,5 @@
-"""Ours is a strict superset of timm's built-in HRNet: same keys, same logits, same features, same tags."""
+"""Ours is a strict superset of timm's built-in HRNet, for every one of its names: same keys, same logits, same
+features, same tags."""
 
 from __future__ import annotations
 
@@ -14,40 +15,58 @@ import torch
 from conftest import randomize
 from hub_cache import populate_hub_cache
 from safetensors.torch import save_file
+from timm.models import hrnet as timm_hrnet
 from timm.models.hrnet import HighResolutionNet, HighResolutionNetFeatures, cfg_cls
 
-from hrnet_backbones import HRNet
+from hrnet_backbones import HRNet, HRNetFeatures, model_names
+from hrnet_backbones.config import TRUNKS
+from hrnet_backbones.registry import MODELS
+
+#: timm's own HRNet names (all taken over) and one call of timm's own entry point for each: its built-in class
+TIMM_NAMES = list(timm_hrnet.default_cfgs)
 
 
-@pytest.mark.parametrize("width", [18, 32, 48])
-def test_state_dict_keys_and_shapes_match_timm_builtin(width):
+def _builtin(name: str, **kwargs) -> torch.nn.Module:
+    """timm's built-in model of ``name``, from timm's own entry point (still there, only unregistered)."""
+    return getattr(timm_hrnet, name)(**kwargs)
+
+
+def test_every_timm_hrnet_name_is_taken_over():
+    assert len(TIMM_NAMES) == 11 and set(TIMM_NAMES) <= set(model_names())
     with torch.device("meta"):
-        builtin = HighResolutionNet(cfg_cls[f"hrnet_w{width}"])
-        ours = timm.create_model(f"hrnet_w{width}")
-    assert isinstance(ours, HRNet)
+        for name in TIMM_NAMES:
+            assert type(timm.create_model(name)) is HRNet
+            assert type(timm.create_model(name, features_only=True)) is HRNetFeatures
+
+
+@pytest.mark.parametrize("name", TIMM_NAMES)
+def test_state_dict_keys_and_shapes_match_timm_builtin(name):
+    with torch.device("meta"):
+        builtin = _builtin(name)
+        ours = timm.create_model(name)
+    assert type(builtin) is HighResolutionNet and isinstance(ours, HRNet)
     theirs = {k: tuple(v.shape) for k, v in builtin.state_dict().items()}
     mine = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
     assert list(mine) == list(theirs)
     assert mine == theirs
 
 
-@pytest.mark.slow
-def test_classification_logits_match_timm_builtin():
-    builtin = randomize(HighResolutionNet(cfg_cls["hrnet_w32"])).eval()
-    ours = timm.create_model("hrnet_w32", num_classes=1000).eval()
+@pytest.mark.parametrize("name", ["hrnet_w18_small", "hrnet_w18_small_v2", "hrnet_w18_ssld", "hrnet_w32"])
+def test_classification_logits_match_timm_builtin(name):
+    builtin = randomize(_builtin(name)).eval()
+    ours = timm.create_model(name).eval()
     ours.load_state_dict(builtin.state_dict())
     x = torch.randn(2, 3, 128, 96)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), builtin(x), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("name", ["hrnet_w18", "hrnet_w18_small_v2"])
 @pytest.mark.parametrize("feature_location", ["incre", ""])
-def test_features_match_timm_builtin(feature_location):
-    builtin = randomize(
-        HighResolutionNetFeatures(cfg_cls["hrnet_w18"], feature_location=feature_location)
-    ).eval()
+def test_features_match_timm_builtin(name, feature_location):
+    builtin = randomize(HighResolutionNetFeatures(cfg_cls[name], feature_location=feature_location)).eval()
     ours = timm.create_model(
-        "hrnet_w18", features_only=True, feature_location=feature_location, out_indices=(0, 1, 2, 3, 4)
+        name, features_only=True, feature_location=feature_location, out_indices=(0, 1, 2, 3, 4)
     ).eval()
     ours.load_state_dict(builtin.state_dict())
     assert ours.feature_info.channels() == builtin.feature_info.channels()
@@ -58,30 +77,63 @@ def test_features_match_timm_builtin(feature_location):
             assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("name", ["hrnet_w64", "hrnet_w18_small"])
+def test_taken_over_names_give_features_for_any_input_size(name):
+    """timm's built-in returns the incre features and fails on 250x330; ours returns the branches at any size."""
+    with torch.device("meta"):
+        model = timm.create_model(name, features_only=True)
+    feats = model(torch.empty(1, 3, 250, 330, device="meta"))
+    assert model.feature_info.channels() == [64, *MODELS[name].arch.branch_channels]
+    assert [tuple(f.shape[-2:]) for f in feats] == [(-(-250 // r), -(-330 // r)) for r in (2, 4, 8, 16, 32)]
+
+
 def test_default_features_are_stem_and_raw_branches():
     model = timm.create_model("hrnet_w32", features_only=True)
     assert model.feature_info.channels() == [64, 32, 64, 128, 256]
     assert model.feature_info.reduction() == [2, 4, 8, 16, 32]
 
 
-@pytest.mark.parametrize("prefix", ["hrnet", "hrnetv2", "hrnetv2p"])
-@pytest.mark.parametrize("width", [18, 32, 48])
-def test_imagenet_tags_resolve_to_timms_files(prefix, width):
-    name = f"{prefix}_w{width}"
-    tags = timm.list_pretrained(f"{name}.*")
-    assert f"{name}.ms_in1k" in tags
-    cfg = timm.models.get_pretrained_cfg(f"{name}.ms_in1k")
-    assert cfg.hf_hub_id == f"timm/hrnet_w{width}.ms_in1k"
-    assert cfg.num_classes == 1000 and cfg.first_conv == "conv1" and cfg.classifier == "classifier"
-    assert cfg.license == "mit" and cfg.paper_ids
+#: the fields of timm's HRNet tags (the rest, descriptions and papers, are ours to add)
+_TAG_FIELDS = (
+    "num_classes",
+    "input_size",
+    "test_input_size",
+    "pool_size",
+    "crop_pct",
+    "test_crop_pct",
+    "interpolation",
+    "mean",
+    "std",
+    "first_conv",
+    "classifier",
+    "license",
+)
 
 
-@pytest.mark.slow
-def test_timm_other_hrnet_names_are_untouched():
-    with torch.device("meta"):
-        for name in ("hrnet_w18_small", "hrnet_w18_small_v2", "hrnet_w30", "hrnet_w64", "hrnet_w18_ssld"):
-            assert type(timm.create_model(name)) is HighResolutionNet
-    assert "hrnet_w64.ms_in1k" in timm.list_pretrained("hrnet_w64*")
+@pytest.mark.parametrize("name", TIMM_NAMES)
+def test_timms_pretrained_tags_are_kept(name):
+    timm_tags = list(timm_hrnet.default_cfgs[name].tags)
+    assert [t.removeprefix(f"{name}.") for t in timm.list_pretrained(f"{name}.*")] == sorted(timm_tags)
+    assert timm.models.get_pretrained_cfg(name).tag == timm_tags[0]  # the same default tag
+    for tag in timm_tags:
+        theirs = timm_hrnet.default_cfgs[name].cfgs[tag]
+        ours = timm.models.get_pretrained_cfg(f"{name}.{tag}")
+        assert ours.hf_hub_id == f"timm/{name}.{tag}"
+        assert {f: getattr(ours, f) for f in _TAG_FIELDS} == {f: getattr(theirs, f) for f in _TAG_FIELDS}
+
+
+@pytest.mark.parametrize("prefix", ["hrnetv2", "hrnetv2p"])
+@pytest.mark.parametrize("trunk", list(TRUNKS))
+def test_v2_and_v2p_tags_resolve_to_timms_files_of_the_same_trunk(prefix, trunk):
+    name = f"{prefix}_{trunk}"
+    v1 = f"hrnet_{trunk}"
+    assert [t.split(".")[1] for t in timm.list_pretrained(f"{name}.*")] == [
+        t.split(".")[1] for t in timm.list_pretrained(f"{v1}.*")
+    ]
+    for tag in timm_hrnet.default_cfgs[v1].tags:
+        cfg = timm.models.get_pretrained_cfg(f"{name}.{tag}")
+        assert cfg.hf_hub_id == f"timm/{v1}.{tag}"
+        assert cfg.first_conv == "conv1" and cfg.classifier == "classifier" and cfg.paper_ids
 
 
 @pytest.mark.slow

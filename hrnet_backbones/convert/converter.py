@@ -18,7 +18,7 @@ import torch
 
 from ..complexity import Complexity
 from ..config import WIDTHS, HRNetConfig, hrnet_config, tiny_config
-from ..registry import VARIANTS
+from ..registry import VARIANTS, trunk_name
 from . import known
 from .errors import CheckpointError, LayoutError
 from .infer import in_chans_of, infer_arch, infer_head
@@ -247,15 +247,18 @@ def _show(v: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------- the state dict
-def _architecture_name(task: str, width: int) -> tuple[str, str | None]:
-    """The registered entry point for ``task`` at ``width``; a non-standard width uses the nearest one's name."""
+def _architecture_name(task: str, arch: HRNetConfig) -> tuple[str, str | None]:
+    """The registered entry point for ``task`` with ``arch``'s trunk (``hrnetv2_w18_small`` for HRNetV2-W18-Small-v1,
+    ...); a trunk that is not registered uses the name of the nearest standard width."""
     prefix = _TASK_MODELS[task][0]
-    if width in WIDTHS:
-        return f"{prefix}_w{width}", None
+    trunk = trunk_name(arch)
+    if trunk is not None:
+        return f"{prefix}_{trunk}", None
+    width = arch.width
     near = min(WIDTHS, key=lambda w: (abs(w - width), w))
     return f"{prefix}_w{near}", (
-        f"W{width} is not a registered width; the entry point is {prefix}_w{near}, and model_args['arch'] "
-        f"rebuilds the W{width} network exactly"
+        f"this W{width} trunk is not a registered one; the entry point is {prefix}_w{near}, and "
+        f"model_args['arch'] rebuilds the network exactly"
     )
 
 
@@ -644,7 +647,7 @@ def convert_state_dict(
             f"the last stage-4 module fuses into branch 0 only, which a '{layout.family}' model cannot use "
             "(its head needs all four branches); is this a pose checkpoint with another head?"
         )
-    architecture, name_note = _architecture_name(layout.task, inferred.width)
+    architecture, name_note = _architecture_name(layout.task, inferred)
     model_args = {"arch": inferred.to_dict(), **head_args}
     ordered, bn_added, model = _check_against_model(architecture, model_args, sd)
     pretrained_cfg, notes = _pretrained_cfg(
@@ -663,8 +666,10 @@ def convert_state_dict(
             "stem and branch 0; branches 1-3 have no trained fusion weights and are refused"
         )
     not_finite = [
-        k for k, t in ordered.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())
-    ]
+        k
+        for k, t in ordered.items()
+        if t.is_floating_point() and t.device.type != "meta" and not bool(torch.isfinite(t).all())
+    ]  # meta tensors (shapes only, e.g. to name an architecture) hold no values to check
     if not_finite:
         notes.append(
             f"warning: {len(not_finite)} tensor(s) hold NaN or infinite values ({_brief(not_finite)}); the model "

@@ -18,14 +18,21 @@ class LandmarkHead(nn.Sequential):
     """(N, C, H, W) stride-4 map (the V2 concatenation, 15C channels) -> (N, K, H, W) heatmaps or logits."""
 
     def __init__(
-        self, in_channels: int, num_outputs: int, kernel_size: int = 1, hidden_channels: int | None = None
+        self,
+        in_channels: int,
+        num_outputs: int,
+        kernel_size: int = 1,
+        hidden_channels: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ):
+        dd = dict(device=device, dtype=dtype)
         hidden = in_channels if hidden_channels is None else hidden_channels
         super().__init__(
-            nn.Conv2d(in_channels, hidden, 1),
-            nn.BatchNorm2d(hidden),
+            nn.Conv2d(in_channels, hidden, 1, **dd),
+            nn.BatchNorm2d(hidden, **dd),
             nn.ReLU(inplace=True),
-            output_conv(hidden, num_outputs, kernel_size),
+            output_conv(hidden, num_outputs, kernel_size, **dd),
         )
         self.in_channels = in_channels
         self.kernel_size = kernel_size

@@ -17,11 +17,18 @@ class PoseHead(nn.Module):
     (``head.final_layer.*``), so both map onto it one to one. Input (N, C, H, W) -> heatmaps (N, K, H, W).
     """
 
-    def __init__(self, in_channels: int, num_keypoints: int, kernel_size: int = 1):
+    def __init__(
+        self,
+        in_channels: int,
+        num_keypoints: int,
+        kernel_size: int = 1,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ):
         super().__init__()
         self.in_channels = in_channels
         self.kernel_size = kernel_size
-        self.final_layer = output_conv(in_channels, num_keypoints, kernel_size)
+        self.final_layer = output_conv(in_channels, num_keypoints, kernel_size, device=device, dtype=dtype)
 
     @property
     def num_outputs(self) -> int:
