@@ -553,6 +553,12 @@ def _prepare_out(config: TrainConfig, resuming: bool) -> None:
             f"{out} already exists; pass --force to start over there, --resume to continue its run, "
             "or choose another --out"
         )
+    if any(out.iterdir()) and not ((out / LOG_FILE).is_file() or (out / CHECKPOINT).is_file()):
+        # --force removes the files a run writes (README.md, config.json ...): only where a run wrote them
+        raise ValueError(
+            f"--force starts over only in a folder a `train` run wrote (with {LOG_FILE} or {CHECKPOINT}), and "
+            f"{out} is not one; choose another --out (nothing was changed)"
+        )
 
 
 def _clear_previous_run(out: Path) -> None:

@@ -165,6 +165,16 @@ def test_force_starts_over_and_keeps_unrelated_files(tmp_path):
     assert len([r for r in log_records(out) if "time_s" in r]) == 1  # the old log is gone
 
 
+def test_force_never_starts_over_in_a_folder_no_run_wrote(tmp_path):
+    out = tmp_path / "project"
+    out.mkdir()
+    (out / "README.md").write_text("my project")
+    with pytest.raises(ValueError, match="only in a folder a `train` run wrote"):
+        fit(config(out, epochs=1, force=True), Squares(8))
+    assert [p.name for p in out.iterdir()] == ["README.md"]
+    assert (out / "README.md").read_text() == "my project"
+
+
 def test_an_empty_training_set_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="no instances"):
         fit(config(tmp_path / "run"), Squares(0))
