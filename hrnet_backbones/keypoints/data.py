@@ -421,6 +421,15 @@ class _TopDownDataset(Dataset):
     epoch: int
     exif_transpose: bool
 
+    def _setup(self, source: Path, image_dir, transform, seed: int, exif_transpose: bool) -> None:
+        """The fields both datasets set the same way."""
+        self.image_dir = Path(image_dir)
+        self.transform = transform
+        self.source = str(source)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.exif_transpose = bool(exif_transpose)
+
     def __len__(self) -> int:
         return len(self.instances)
 
@@ -545,12 +554,7 @@ class CocoKeypointDataset(_TopDownDataset):
         exif_transpose: bool = False,
     ) -> None:
         self.ann_file = Path(ann_file)
-        self.image_dir = Path(image_dir)
-        self.transform = transform
-        self.source = str(self.ann_file)
-        self.seed = int(seed)
-        self.epoch = 0
-        self.exif_transpose = bool(exif_transpose)
+        self._setup(self.ann_file, image_dir, transform, seed, exif_transpose)
         self.detections = None if detections is None else Path(detections)
         self.score_threshold = float(score_threshold)
         data = _read_json(self.ann_file, "keypoint annotation file")
@@ -816,12 +820,7 @@ class LandmarkCsvDataset(_TopDownDataset):
         exif_transpose: bool = False,
     ) -> None:
         self.csv_file = Path(csv_file)
-        self.image_dir = Path(image_dir)
-        self.transform = transform
-        self.source = str(self.csv_file)
-        self.seed = int(seed)
-        self.epoch = 0
-        self.exif_transpose = bool(exif_transpose)
+        self._setup(self.csv_file, image_dir, transform, seed, exif_transpose)
         rows = self._read_rows()
         header, body = rows[0], rows[1:]
         if not body:
