@@ -280,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.json} exists; pass --force to overwrite it (or --json elsewhere, or --no-json)"
         )
     work = args.work or Path(tempfile.mkdtemp(prefix="hrnet-learning-"))
+    work.mkdir(parents=True, exist_ok=True)
     metric = "AP" if args.kind == "pose" else "NME"
     try:
         paths = make_data(args, work)
