@@ -23,6 +23,7 @@ from timm.models._features import FeatureGetterNet
 from timm.models._pretrained import PretrainedCfg
 
 from .config import TRUNKS, HRNetConfig
+from .folder import check_model_source
 from .loading import damaged_weights_named, fit_checkpoint
 from .model import HRNet, HRNetFeatures
 
@@ -194,13 +195,30 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: HRNet) -> d
     return fit_checkpoint(state_dict, model)
 
 
+def _check_config_file(pretrained_cfg: Any) -> None:
+    """Check the ``config.json`` a ``local-dir:`` / ``hf-hub:`` model comes from (:mod:`hrnet_backbones.folder`).
+
+    timm has merged the file into ``pretrained_cfg`` and the keyword arguments by now, so a wrong value can no
+    longer be traced to its field; the file itself (already read by timm: a local file, or the Hub cache) can.
+    """
+    if not isinstance(pretrained_cfg, dict):
+        return
+    source = pretrained_cfg.get("source")
+    if source == "local-dir" and pretrained_cfg.get("file"):
+        check_model_source(f"local-dir:{pretrained_cfg['file']}")
+    elif source == "hf-hub" and pretrained_cfg.get("hf_hub_id"):
+        check_model_source(f"hf-hub:{pretrained_cfg['hf_hub_id']}", download=False)
+
+
 def create_hrnet(variant: str, pretrained: bool = False, **kwargs: Any) -> HRNet:
     """Build the registered model ``variant`` through timm's ``build_model_with_cfg`` (what the entry points call).
 
     ``kwargs`` are :class:`~hrnet_backbones.model.HRNet` arguments (``device`` and ``dtype`` included) and timm's
-    ``features_only`` / ``feature_cls`` / ``out_indices`` / ``pretrained_cfg``. A damaged weights file is named in
-    the error (:func:`~hrnet_backbones.loading.damaged_weights_named`).
+    ``features_only`` / ``feature_cls`` / ``out_indices`` / ``pretrained_cfg``. The ``config.json`` of a
+    ``local-dir:`` / ``hf-hub:`` model is checked field by field (:func:`~hrnet_backbones.folder.check_model_config`)
+    and a damaged weights file is named in the error (:func:`~hrnet_backbones.loading.damaged_weights_named`).
     """
+    _check_config_file(kwargs.get("pretrained_cfg"))
     num_classes = kwargs.get("num_classes")
     if num_classes is not None and (
         isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0
