@@ -215,8 +215,8 @@ def create_hrnet(variant: str, pretrained: bool = False, **kwargs: Any) -> HRNet
 
     ``kwargs`` are :class:`~hrnet_backbones.model.HRNet` arguments (``device`` and ``dtype`` included) and timm's
     ``features_only`` / ``feature_cls`` / ``out_indices`` / ``pretrained_cfg``. The ``config.json`` of a
-    ``local-dir:`` / ``hf-hub:`` model is checked field by field (:func:`~hrnet_backbones.folder.check_model_config`)
-    and a damaged weights file is named in the error (:func:`~hrnet_backbones.loading.damaged_weights_named`).
+    ``local-dir:`` / ``hf-hub:`` model is checked field by field
+    (:func:`~hrnet_backbones.folder.check_model_config`) and a damaged weights file is named in the error (:func:`~hrnet_backbones.loading.damaged_weights_named`).
     """
     _check_config_file(kwargs.get("pretrained_cfg"))
     num_classes = kwargs.get("num_classes")

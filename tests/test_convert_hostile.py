@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from PIL import Image
 from fixture_data import OFFICIAL
+from PIL import Image
 from safetensors.torch import save_file
 
 from hrnet_backbones import tiny_config
@@ -483,13 +483,19 @@ PUSH_DAMAGE = {
         r"model\.safetensors is damaged or not a safetensors file",
     ),
     "weights_of_another_layout": (_other_width, r"does not fit the hrnet_w18 that config\.json describes"),
-    "stage_as_a_string": (_edit_config(_set_stage2), r"model_args\.arch is not a valid HRNet config.*field stage2 must be a dict"),
+    "stage_as_a_string": (
+        _edit_config(_set_stage2),
+        r"model_args\.arch is not a valid HRNet config.*field stage2 must be a dict",
+    ),
     "num_blocks_as_a_string": (_edit_config(_set_num_blocks), r"field stage3\.num_blocks must be a list"),
     "num_classes_as_a_string": (
         _edit_config(_set_num_classes),
         r"field model_args\.num_classes must be a non-negative integer",
     ),
-    "model_args_not_an_object": (_edit_config(_drop_model_args), r"field model_args must be a JSON object, got list"),
+    "model_args_not_an_object": (
+        _edit_config(_drop_model_args),
+        r"field model_args must be a JSON object, got list",
+    ),
     "binary_config": (
         lambda f: (f / "config.json").write_bytes(b"\x80\x02}q\x00."),
         r"config\.json is not text|config\.json is not valid JSON",
@@ -529,7 +535,10 @@ def _setter(*path, value=None, delete=False):
 
 #: field -> (edit, what the one line must say after "<folder>/config.json: field ")
 CONFIG_DAMAGE = {
-    "model_args_a_list": (_setter("model_args", value=[1]), r"model_args must be a JSON object, got list \[1\]"),
+    "model_args_a_list": (
+        _setter("model_args", value=[1]),
+        r"model_args must be a JSON object, got list \[1\]",
+    ),
     "model_args_null": (_setter("model_args", value=None), r"model_args must be a JSON object, got null"),
     "pretrained_cfg_a_string": (
         _setter("pretrained_cfg", value="coco"),
@@ -541,9 +550,18 @@ CONFIG_DAMAGE = {
         _setter("architecture", value="hrnet_w7"),
         r"architecture names no registered timm model \('hrnet_w7'",
     ),
-    "num_classes_a_string": (_setter("num_classes", value="17"), r"num_classes must be a non-negative integer"),
-    "num_features_a_float": (_setter("num_features", value=4.5), r"num_features must be a non-negative integer"),
-    "label_names_an_int": (_setter("label_names", value=3), r"label_names must be a list of strings, got integer"),
+    "num_classes_a_string": (
+        _setter("num_classes", value="17"),
+        r"num_classes must be a non-negative integer",
+    ),
+    "num_features_a_float": (
+        _setter("num_features", value=4.5),
+        r"num_features must be a non-negative integer",
+    ),
+    "label_names_an_int": (
+        _setter("label_names", value=3),
+        r"label_names must be a list of strings, got integer",
+    ),
     "input_size_a_string": (
         _setter("pretrained_cfg", "input_size", value="256x192"),
         r"pretrained_cfg\.input_size must be \[C, H, W\]",
@@ -568,12 +586,18 @@ CONFIG_DAMAGE = {
         _setter("pretrained_cfg", "flip_pairs", value=[[1, 2], [3, 40]]),
         r"pretrained_cfg\.flip_pairs\[1\] names keypoint 40 of a model with 17",
     ),
-    "codec_a_string": (_setter("pretrained_cfg", "codec", value="udp"), r"pretrained_cfg\.codec must be a JSON object"),
+    "codec_a_string": (
+        _setter("pretrained_cfg", "codec", value="udp"),
+        r"pretrained_cfg\.codec must be a JSON object",
+    ),
     "codec_sigma_a_string": (
         _setter("pretrained_cfg", "codec", "sigma", value="2"),
         r"pretrained_cfg\.codec\.sigma must be a positive number, got string '2'",
     ),
-    "head_an_int": (_setter("model_args", "head", value=1), r"model_args\.head must be a string, got integer 1"),
+    "head_an_int": (
+        _setter("model_args", "head", value=1),
+        r"model_args\.head must be a string, got integer 1",
+    ),
     "head_kernel_size_a_string": (
         _setter("model_args", "head_kernel_size", value="1"),
         r"model_args\.head_kernel_size must be a positive integer",
@@ -597,8 +621,18 @@ def _pose_case(name: str, spec: str = "{folder}"):
     def case(tmp: Path, converted: Path):
         folder = _damaged_copy(tmp, converted, _edit_config(edit))
         Image.new("RGB", (32, 32)).save(tmp / "person.png")
-        args = ["pose", str(tmp / "person.png"), "--model", spec.format(folder=folder), "--box", "0,0,16,16"]
-        return args + ["--out", str(tmp / "out")], rf"{re.escape(str(folder))}/config\.json: field {message}.*; correct it"
+        model = spec.format(folder=folder)
+        args = [
+            "pose",
+            str(tmp / "person.png"),
+            "--model",
+            model,
+            "--box",
+            "0,0,16,16",
+            "--out",
+            str(tmp / "out"),
+        ]
+        return args, rf"{re.escape(str(folder))}/config\.json: field {message}.*; correct it"
 
     case.__name__ = f"pose_with_config_{name}"
     return case
@@ -610,10 +644,19 @@ CASES.append(_pose_case("model_args_a_list", spec="local-dir:{folder}"))
 
 def _export_with_a_wrong_config(tmp: Path, converted: Path):
     folder = _damaged_copy(tmp, converted, _edit_config(CONFIG_DAMAGE["pretrained_cfg_a_string"][0]))
-    return ["export", str(folder), "--out", str(tmp / "model.onnx")], r"field pretrained_cfg must be a JSON object"
+    args = ["export", str(folder), "--out", str(tmp / "model.onnx")]
+    return args, r"field pretrained_cfg must be a JSON object"
 
 
 CASES.append(_export_with_a_wrong_config)
+
+
+def _info_with_a_wrong_config(tmp: Path, converted: Path):
+    folder = _damaged_copy(tmp, converted, _edit_config(CONFIG_DAMAGE["codec_sigma_a_string"][0]))
+    return ["info", str(folder)], r"field pretrained_cfg\.codec\.sigma must be a positive number"
+
+
+CASES.append(_info_with_a_wrong_config)
 
 
 def test_timm_names_a_truncated_weights_file(converted, tmp_path):

@@ -336,14 +336,15 @@ def _config_error(path: Path, what: str) -> ValueError:
 
 
 def check_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """Verify a converted folder before it is uploaded; returns its ``config.json``.
+    """Verify a model folder before it is uploaded (``push``) or described (``info DIR``); returns its
+    ``config.json``.
 
     All of :data:`FOLDER_FILES` must be there; ``config.json`` must pass
     :func:`hrnet_backbones.folder.check_model_config` (every field by type), name one of this package's
-    architectures and hold ``model_args`` that build (on the meta device, no memory) and give a sound input size; ``model.safetensors`` must
-    be a complete safetensors file (safetensors checks that its header covers the file exactly) whose tensors have
-    exactly the model's keys, shapes and kinds (floating point, integer step counters). Only the headers are read,
-    not the weights. Raises ``FileNotFoundError`` or ``ValueError`` naming the file and what is wrong.
+    architectures and hold ``model_args`` that build (on the meta device, no memory) and an input size;
+    ``model.safetensors`` must be a complete safetensors file (safetensors checks that its header covers the file
+    exactly) whose tensors have exactly the model's keys, shapes and kinds (floating point, integer step
+    counters). Only the headers are read, not the weights. Raises ``FileNotFoundError`` or ``ValueError`` naming the file and what is wrong.
     """
     from safetensors import SafetensorError, safe_open
 
