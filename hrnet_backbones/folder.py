@@ -9,9 +9,10 @@ package read, by type, and names the first wrong one and the file.
 
 Where it runs: every command that loads a folder (``cliutil.load_model``, so ``pose``, ``evaluate``,
 ``export``), ``push`` and ``info DIR`` (:func:`hrnet_backbones.convert.writer.check_folder`),
-``train --pretrained local-dir:`` and this package's timm entry points (:func:`hrnet_backbones.registry.create_hrnet`). timm itself parses the top level of the file
-(``architecture``, ``model_args``, ``pretrained_cfg``) before any entry point runs, so a wrongly typed top-level
-field still fails inside timm on a plain ``timm.create_model("local-dir:DIR")``; the commands check it first.
+``train --pretrained local-dir:`` and this package's timm entry points
+(:func:`hrnet_backbones.registry.create_hrnet`). timm itself parses the top level of the file (``architecture``,
+``model_args``, ``pretrained_cfg``) before any entry point runs, so a wrongly typed top-level field still fails
+inside timm on a plain ``timm.create_model("local-dir:DIR")``; the commands check it first.
 """
 
 from __future__ import annotations

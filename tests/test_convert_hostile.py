@@ -337,6 +337,13 @@ def a_dropped_module(tmp: Path, converted: Path):
     )
 
 
+def a_last_module_dropped_that_the_files_config_counts(tmp: Path, converted: Path):
+    sd = {k: v for k, v in _pose_sd().items() if not k.startswith("stage4.1.")}  # the numbering stays 0..n-1
+    cfg = "model = dict(backbone=dict(type='HRNet', extra=dict(stage4=dict(num_modules=2, num_branches=4))))"
+    args = _convert(_save(tmp / "short.pth", {"meta": {"cfg": cfg}, "state_dict": sd}), tmp)
+    return args, r"meta\['cfg'\] gives stage 4 2 module\(s\) but its tensors hold 1: a module is missing"
+
+
 def repo_id_with_code(tmp: Path, converted: Path):
     args = _convert(POSE_CKPT, tmp, "--repo-id", 'org/m", pretrained=True)\nimport os; os.system("id")#')
     return args, r"invalid --repo-id .*give ORG/NAME"
@@ -385,6 +392,7 @@ CASES = [
     newline_in_the_file_name,
     spliced_widths,
     a_dropped_module,
+    a_last_module_dropped_that_the_files_config_counts,
     repo_id_with_code,
     repo_id_with_three_parts,
 ]
