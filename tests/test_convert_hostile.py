@@ -702,21 +702,35 @@ def test_timm_names_the_wrong_field_and_the_file(name, converted, tmp_path):
         timm.create_model(f"local-dir:{folder}", pretrained=True)
 
 
-def test_a_hub_model_names_the_wrong_field_of_its_config(converted, tmp_path, monkeypatch, capsys):
+def _offline_hub_copy(tmp: Path, converted: Path, damage: str, monkeypatch) -> str:
+    """A damaged copy of the converted folder as the offline Hub cache's ``org/pose``; its ``hf-hub:`` name."""
     import huggingface_hub
     from hub_cache import populate_hub_cache
 
-    folder = _damaged_copy(tmp_path, converted, _edit_config(CONFIG_DAMAGE["model_args_a_list"][0]))
+    folder = _damaged_copy(tmp, converted, _edit_config(CONFIG_DAMAGE[damage][0]))
     files = {name: folder / name for name in ("config.json", "model.safetensors")}
-    populate_hub_cache(tmp_path / "hub", "org/pose", files)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    populate_hub_cache(tmp / "hub", "org/pose", files)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp / "hub"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return "hf-hub:org/pose"
+
+
+def test_a_hub_model_names_the_wrong_field_of_its_config(converted, tmp_path, monkeypatch, capsys):
+    spec = _offline_hub_copy(tmp_path, converted, "model_args_a_list", monkeypatch)
     Image.new("RGB", (32, 32)).save(tmp_path / "person.png")
-    argv = ["pose", str(tmp_path / "person.png"), "--model", "hf-hub:org/pose", "--box", "0,0,16,16"]
+    argv = ["pose", str(tmp_path / "person.png"), "--model", spec, "--box", "0,0,16,16"]
     assert main([*argv, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "config.json of hf-hub:org/pose: field model_args must be a JSON object, got list [1]" in err
+
+
+def test_timm_names_the_wrong_field_of_a_hub_models_config(converted, tmp_path, monkeypatch):
+    spec = _offline_hub_copy(tmp_path, converted, "head_kernel_size_a_string", monkeypatch)
+    with pytest.raises(
+        ValueError, match=r"^config\.json of hf-hub:org/pose: field model_args\.head_kernel_size"
+    ):
+        timm.create_model(spec, pretrained=True)
 
 
 def _snapshot(root: Path) -> dict[str, str]:
