@@ -68,8 +68,8 @@ SIZE_2: _Kind = (_list_of(lambda v: _is_int(v, 1) and v <= 2**15, 2), "two posit
 # ------------------------------------------------------------------------------------------- the fields
 #: top-level fields besides architecture / model_args / pretrained_cfg (timm copies these into pretrained_cfg)
 _TOP = {"num_classes": COUNT, "num_features": COUNT, "label_names": STRINGS, "label_descriptions": OBJECT}
-#: pretrained_cfg fields that timm or this package reads (free-text fields are checked as strings);
-#: null stands for absent except in _NOT_NULL
+#: pretrained_cfg fields of timm's PretrainedCfg (free-text fields are checked as strings); null stands for
+#: absent except in _NOT_NULL
 _PRETRAINED_CFG = {
     "input_size": SIZE_CHW,
     "test_input_size": SIZE_CHW,
@@ -88,13 +88,16 @@ _PRETRAINED_CFG = {
     "label_names": STRINGS,
     "label_descriptions": OBJECT,
     "tag": STRING,
-    "task": STRING,
-    "dataset": STRING,
     "license": STRING,
     "description": STRING,
     "origin_url": STRING,
     "paper_name": STRING,
-    "paper_ids": STRINGS,
+    "paper_ids": (lambda v: isinstance(v, str) or STRINGS[0](v), "a string or a list of strings"),
+}
+#: the task metadata this package adds to pretrained_cfg (checked for its own models)
+_TASK_CFG = {
+    "task": STRING,
+    "dataset": STRING,
     "output_stride": POSITIVE,
     "pyramid_strides": POSITIVES,
     "keypoint_names": STRINGS,
@@ -253,6 +256,7 @@ def check_model_config(config: Any, where: str | os.PathLike[str]) -> dict[str, 
         raise _field_error(
             where, prefix + "fixed_input_size", "must be false: HRNet takes any input size (no img_size)"
         )
+    _check_fields(cfg, _TASK_CFG, prefix, where, lambda n: True)
     if isinstance(cfg.get("codec"), dict):
         _check_fields(cfg["codec"], _CODEC, prefix + "codec.", where, lambda n: False)
     _check_keypoint_indices(cfg, where)
