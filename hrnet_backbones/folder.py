@@ -182,7 +182,9 @@ def _check_keypoint_indices(cfg: dict[str, Any], where: str) -> None:
         )
 
 
-def _check_model_args(model_args: dict[str, Any], where: str) -> None:
+def _check_model_args(model_args: dict[str, Any], trunk: dict[str, Any], where: str) -> None:
+    """``model_args`` of one of this package's models; ``trunk``: the registered trunk's config dict, which HRNet
+    fields given beside (or instead of) ``arch`` override."""
     from .config import HRNetConfig
 
     arch_fields = set(HRNetConfig.__dataclass_fields__)
@@ -201,9 +203,9 @@ def _check_model_args(model_args: dict[str, Any], where: str) -> None:
         except ValueError as e:
             raise _field_error(where, "model_args.arch", f"is not a valid HRNet config ({e})") from None
     overrides = {k: v for k, v in model_args.items() if k in arch_fields}
-    if overrides and isinstance(model_args.get("arch"), dict):
+    if overrides:
         try:
-            HRNetConfig.from_dict({**model_args["arch"], **overrides})
+            HRNetConfig.from_dict({**model_args.get("arch", trunk), **overrides})
         except ValueError as e:
             raise _field_error(where, "model_args", f"overrides the HRNet config wrongly ({e})") from None
 
@@ -260,7 +262,7 @@ def check_model_config(config: Any, where: str | os.PathLike[str]) -> dict[str, 
     if isinstance(cfg.get("codec"), dict):
         _check_fields(cfg["codec"], _CODEC, prefix + "codec.", where, lambda n: False)
     _check_keypoint_indices(cfg, where)
-    _check_model_args(config.get("model_args") or {}, where)
+    _check_model_args(config.get("model_args") or {}, MODELS[architecture].arch.to_dict(), where)
     return config
 
 

@@ -614,6 +614,10 @@ CONFIG_DAMAGE = {
         _setter("model_args", "img_size", value=[256, 192]),
         r"model_args\.img_size is not an argument of HRNet",
     ),
+    "an_hrnet_field_beside_arch_not_a_boolean": (
+        _setter("model_args", "multi_scale_last", value="no"),
+        r"model_args overrides the HRNet config wrongly \(HRNet config field multi_scale_last must be true or false",
+    ),
     "arch_null": (_setter("model_args", "arch", value=None), r"model_args\.arch is not a valid HRNet config"),
     "a_stage_as_a_string": (
         _setter("model_args", "arch", "stage2", value="BASIC"),
