@@ -383,9 +383,10 @@ def _check_layout_claims(
 
     Dropping a whole module (the last of a stage, whose neighbours still fit) leaves a checkpoint that converts
     as a shallower network. Refused when the file claims otherwise: its OpenMMLab config states other module
-    counts, or it is named like a released file (every release is a registered trunk) and its trunk is one or two
-    changes away from that release's. Otherwise (custom layouts are legitimate) a trunk that close to a registered one of
-    its width gets a warning naming the differences. ``arch_given``: ``--arch`` stated the layout, so it stands.
+    counts, or it is named like a released file (every release is a registered trunk) and its trunk is one or
+    two changes away from that release's. Otherwise (custom layouts are legitimate) a trunk that close to a
+    registered one of its width gets a warning naming the differences. ``arch_given``: ``--arch`` stated the
+    stages, so the layout stands as it is.
     """
     cfg_text = meta.get("cfg") or meta.get("config") or ""
     stages = (arch.stage1, *arch.stages)
@@ -706,7 +707,8 @@ def convert_state_dict(
             "(its head needs all four branches); is this a pose checkpoint with another head?"
         )
     architecture, name_note = _architecture_name(layout.task, inferred)
-    layout_warning = _check_layout_claims(layout, inferred, meta, source_name, given is not None)
+    stages_stated = bool(stated & {"stage1", "stage2", "stage3", "stage4"})
+    layout_warning = _check_layout_claims(layout, inferred, meta, source_name, stages_stated)
     if layout_warning:  # says more than the name note
         name_note = layout_warning
     model_args = {"arch": inferred.to_dict(), **head_args}
