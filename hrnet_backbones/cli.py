@@ -62,12 +62,26 @@ def _list_run(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------------- info
 def _info_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "name", nargs="?", default=DEFAULT_MODEL, help=f"a registered model name (default: {DEFAULT_MODEL})"
+        "name",
+        nargs="?",
+        default=DEFAULT_MODEL,
+        help=f"a registered model name (default: {DEFAULT_MODEL}), or a model folder (DIR or local-dir:DIR) to "
+        "check and describe",
     )
     input_size_arg(p)
 
 
+def _trunk_label(arch) -> str:
+    """``HRNet-W18-Small-v1 trunk (w18_small)`` for a registered trunk, else ``custom trunk of width W20``."""
+    from .registry import trunk_name, trunk_title
+
+    name = trunk_name(arch)
+    return f"HRNet-{trunk_title(name)} trunk ({name})" if name else f"custom trunk of width W{arch.width}"
+
+
 def _info_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import timm
 
     from .complexity import feature_table, measure, meta_model
@@ -75,21 +89,30 @@ def _info_run(args: argparse.Namespace) -> int:
     from .representations import REPRESENTATION_LABELS
 
     size = check_size(args.input_size)
-    if args.name not in model_names() and not timm.is_model(args.name):
-        raise CLIError(f"unknown model {args.name!r}; `hrnet-backbones list` shows the registered names")
-    if args.name not in model_names():
-        raise CLIError(
-            f"{args.name!r} is a timm model but not one of this package's; try one of {model_names()}"
+    name, model_args, what = args.name, {}, ""
+    folder = Path(name.removeprefix("local-dir:"))
+    if name.startswith("local-dir:") or folder.is_dir():
+        from .convert.writer import check_folder
+
+        config = check_folder(folder)  # config.json field by field, and the weights' headers against it
+        name, model_args = config["architecture"], dict(config["model_args"])
+        task = config["pretrained_cfg"].get("task")
+        what = f"{folder}: checked (config.json and model.safetensors fit); " + (
+            f"{task} model, " if task else ""
         )
-    model = meta_model(args.name, head="none")
+    elif name not in model_names() and not timm.is_model(name):
+        raise CLIError(f"unknown model {name!r}; `hrnet-backbones list` shows the registered names")
+    elif name not in model_names():
+        raise CLIError(f"{name!r} is a timm model but not one of this package's; try one of {model_names()}")
+    model = meta_model(name, **{**model_args, "head": "none"})
     rows = [
         [r.index, r.module, r.channels, r.stride, "x".join(map(str, r.shape))]
         for r in feature_table(model, size)
     ]
-    feats = meta_model(args.name, features_only=True)
+    feats = meta_model(name, **model_args, features_only=True)
     c = measure(feats, size)
     print(
-        f"{args.name}: {REPRESENTATION_LABELS[model.representation]} representation, trunk width W{model.arch.width}, "
+        f"{what}{name}: {REPRESENTATION_LABELS[model.representation]} representation, {_trunk_label(model.arch)}, "
         f"input {size[0]}x{size[1]}"
     )
     print(format_table(["index", "feature", "channels", "stride", "output shape (NCHW)"], rows))

@@ -83,17 +83,22 @@ def load_model(spec: str, features_only: bool = False, **name_kwargs: Any) -> An
     ``spec`` is ``hf-hub:ORG/NAME``, ``local-dir:DIR``, a folder holding a converted ``config.json`` (each loads
     its weights and keeps its head), or a timm model name (random weights, with a warning; ``name_kwargs`` such
     as ``head="pose", num_classes=17`` go to ``timm.create_model`` for names only). ``features_only``: the
-    feature extractor of the same model (the head dropped).
+    feature extractor of the same model (the head dropped). A folder's ``config.json`` is checked field by field
+    first (:func:`hrnet_backbones.folder.check_model_config`), so a damaged one is a one-line error.
     """
     import timm
 
+    from .folder import check_model_source
+
     kwargs: dict[str, Any] = {"features_only": True} if features_only else {}
-    if spec.startswith(("hf-hub:", "local-dir:")):
-        return timm.create_model(spec, pretrained=True, **kwargs).eval()
     if Path(spec).is_dir():
         if not (Path(spec) / "config.json").is_file():
             raise CLIError(f"{spec} has no config.json; convert a checkpoint first (hrnet-backbones convert)")
-        return timm.create_model(f"local-dir:{spec}", pretrained=True, **kwargs).eval()
+        spec = f"local-dir:{spec}"
+    if spec.startswith(("hf-hub:", "local-dir:")):
+        # timm parses config.json's top level before any entry point of ours runs: check all of it here first
+        check_model_source(spec)
+        return timm.create_model(spec, pretrained=True, **kwargs).eval()
     if timm.is_model(spec):
         print(
             f"warning: {spec} is built with random weights (give a converted folder for real outputs)",

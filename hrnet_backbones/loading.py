@@ -92,17 +92,34 @@ def _unwrap(state_dict: dict) -> dict[str, torch.Tensor]:
     return state_dict
 
 
+def _registered_trunk(state_dict: dict[str, torch.Tensor]) -> str | None:
+    """The ``config.TRUNKS`` name of the checkpoint's trunk (read from its tensors), or None."""
+    from .convert import LayoutError
+    from .convert.infer import infer_arch
+    from .registry import trunk_name
+
+    try:
+        return trunk_name(infer_arch(state_dict))
+    except (LayoutError, ValueError, KeyError):
+        return None
+
+
 def _check_width(state_dict: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> None:
     key = "transition1.0.0.weight"
     if key in state_dict and key in own and state_dict[key].shape[0] != own[key].shape[0]:
         got, want = state_dict[key].shape[0], own[key].shape[0]
-        build = (
-            f"'hrnet_w{got}' (or hrnetv2_w{got} / hrnetv2p_w{got})"
-            if got in WIDTHS
-            else f"arch=hrnet_config({got})"
-        )
+        trunk = _registered_trunk(state_dict)
+        if trunk is None and got in WIDTHS:
+            trunk = f"w{got}"
+        if trunk:
+            from .registry import trunk_title
+
+            what = f"HRNet-{trunk_title(trunk)}"
+            build = f"'hrnet_{trunk}' (or hrnetv2_{trunk} / hrnetv2p_{trunk})"
+        else:
+            what, build = f"HRNet-W{got}", f"arch=hrnet_config({got})"
         raise ValueError(
-            f"the checkpoint is an HRNet-W{got} but the model is HRNet-W{want}; create the model as {build}, or "
+            f"the checkpoint is an {what} but the model is HRNet-W{want}; create the model as {build}, or "
             f"use a W{want} checkpoint"
         )
 

@@ -23,6 +23,7 @@ from timm.models._features import FeatureGetterNet
 from timm.models._pretrained import PretrainedCfg
 
 from .config import TRUNKS, HRNetConfig
+from .folder import check_model_source
 from .loading import damaged_weights_named, fit_checkpoint
 from .model import HRNet, HRNetFeatures
 
@@ -34,6 +35,8 @@ __all__ = [
     "create_hrnet",
     "default_cfgs",
     "model_names",
+    "nearest_trunk",
+    "trunk_differences",
     "trunk_name",
     "trunk_title",
 ]
@@ -134,6 +137,42 @@ def trunk_name(arch: HRNetConfig) -> str | None:
     return None
 
 
+def trunk_differences(arch: HRNetConfig, trunk: str) -> list[str]:
+    """How ``arch``'s layout differs from the registered trunk ``trunk``, one phrase per difference (stem, each
+    stage's modules, blocks and block type; fusion settings aside): ``"stage 4 has 2 modules where HRNet-W32 has
+    3"``. Empty when they are the same layout."""
+    ref, title = TRUNKS[trunk], f"HRNet-{trunk_title(trunk)}"
+
+    def modules(n: int) -> str:
+        return f"{n} module{'s' if n != 1 else ''}"
+
+    out = []
+    if arch.stem_width != ref.stem_width:
+        out.append(f"the stem has {arch.stem_width} channels where {title} has {ref.stem_width}")
+    for s, (a, r) in enumerate(zip((arch.stage1, *arch.stages), (ref.stage1, *ref.stages)), start=1):
+        if a.num_modules != r.num_modules:
+            out.append(f"stage {s} has {modules(a.num_modules)} where {title} has {r.num_modules}")
+        if a.num_blocks != r.num_blocks:
+            out.append(
+                f"stage {s} has {list(a.num_blocks)} blocks per branch where {title} has {list(r.num_blocks)}"
+            )
+        if a.block != r.block:
+            out.append(f"stage {s} has {a.block} blocks where {title} has {r.block}")
+        if a.num_channels != r.num_channels:
+            out.append(
+                f"stage {s} has channels {list(a.num_channels)} where {title} has {list(r.num_channels)}"
+            )
+    return out
+
+
+def nearest_trunk(arch: HRNetConfig) -> tuple[str, list[str]] | None:
+    """The registered trunk of ``arch``'s width (the same branch channels) whose layout differs least from it, with
+    the differences (:func:`trunk_differences`); None when no registered trunk has these branch channels."""
+    same_width = [name for name, trunk in TRUNKS.items() if trunk.branch_channels == arch.branch_channels]
+    ranked = sorted((len(trunk_differences(arch, n)), n) for n in same_width)
+    return (ranked[0][1], trunk_differences(arch, ranked[0][1])) if ranked else None
+
+
 def _imagenet_cfg(name: str, hub_id: str, source: str, **kwargs: Any) -> dict[str, Any]:
     """An ImageNet-1k tag of timm's published weights (the fields and values of timm's own HRNet tags)."""
     license_, origin, (paper_name, paper_id) = _SOURCES[source]
@@ -194,13 +233,31 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: HRNet) -> d
     return fit_checkpoint(state_dict, model)
 
 
+def _check_config_file(pretrained_cfg: Any) -> None:
+    """Check the ``config.json`` a ``local-dir:`` / ``hf-hub:`` model comes from (:mod:`hrnet_backbones.folder`).
+
+    timm has merged the file into ``pretrained_cfg`` and the keyword arguments by now, so a wrong value can no
+    longer be traced to its field; the file itself (already read by timm: a local file, or the Hub cache) can.
+    """
+    if not isinstance(pretrained_cfg, dict):
+        return
+    source = pretrained_cfg.get("source")
+    if source == "local-dir" and pretrained_cfg.get("file"):
+        check_model_source(f"local-dir:{pretrained_cfg['file']}")
+    elif source == "hf-hub" and pretrained_cfg.get("hf_hub_id"):
+        check_model_source(f"hf-hub:{pretrained_cfg['hf_hub_id']}", download=False)
+
+
 def create_hrnet(variant: str, pretrained: bool = False, **kwargs: Any) -> HRNet:
     """Build the registered model ``variant`` through timm's ``build_model_with_cfg`` (what the entry points call).
 
     ``kwargs`` are :class:`~hrnet_backbones.model.HRNet` arguments (``device`` and ``dtype`` included) and timm's
-    ``features_only`` / ``feature_cls`` / ``out_indices`` / ``pretrained_cfg``. A damaged weights file is named in
-    the error (:func:`~hrnet_backbones.loading.damaged_weights_named`).
+    ``features_only`` / ``feature_cls`` / ``out_indices`` / ``pretrained_cfg``. The ``config.json`` of a
+    ``local-dir:`` / ``hf-hub:`` model is checked field by field
+    (:func:`~hrnet_backbones.folder.check_model_config`) and a damaged weights file is named in the error
+    (:func:`~hrnet_backbones.loading.damaged_weights_named`).
     """
+    _check_config_file(kwargs.get("pretrained_cfg"))
     num_classes = kwargs.get("num_classes")
     if num_classes is not None and (
         isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0

@@ -847,12 +847,13 @@ def normalization(config: TrainConfig) -> tuple[tuple[float, ...], tuple[float, 
 
     spec = config.pretrained or ""
     if spec.startswith("local-dir:"):
-        path = Path(spec.removeprefix("local-dir:")) / "config.json"
+        from .folder import read_model_config
+
         try:
-            cfg = json.loads(path.read_text(encoding="utf-8")).get("pretrained_cfg") or {}
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"--pretrained {spec}: cannot read {path}: {e}") from None
-        if "mean" in cfg and "std" in cfg:
+            cfg = read_model_config(spec.removeprefix("local-dir:")).get("pretrained_cfg") or {}
+        except (OSError, ValueError) as e:
+            raise ValueError(f"--pretrained {spec}: {e}") from None
+        if cfg.get("mean") is not None and cfg.get("std") is not None:
             return tuple(map(float, cfg["mean"])), tuple(map(float, cfg["std"]))
     return tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD)
 

@@ -17,7 +17,6 @@ import pytest
 import timm
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 
 from hrnet_backbones import tiny_config
 from hrnet_backbones.cli import main
@@ -26,6 +25,7 @@ from hrnet_backbones.deploy import export_model, load, natural_image, relative_e
 from hrnet_backbones.inference import keypoint_meta, predict_keypoints
 from hrnet_backbones.keypoints import COCO_KEYPOINTS
 from tests.conftest import randomize
+from tests.helpers import write_pose_folder
 
 SIZE = (64, 48)
 FP32 = 1e-4
@@ -47,29 +47,11 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pose_folder(workdir):
-    """A pose folder as the converter writes it, with its own keypoint metadata and UDP codec."""
-    model = _pose_model()
-    folder = workdir / "pose_model"
-    folder.mkdir()
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-    config = {
-        "architecture": "hrnet_w32",
-        "num_classes": 17,
-        "model_args": {"arch": model.arch.to_dict(), "head": "pose"},
-        "pretrained_cfg": {
-            "input_size": [3, *SIZE],
-            "mean": [0.5, 0.45, 0.4],
-            "std": [0.25, 0.2, 0.22],
-            "keypoint_names": list(COCO_KEYPOINTS.keypoint_names),
-            "flip_pairs": [list(p) for p in COCO_KEYPOINTS.flip_pairs],
-            "skeleton": [list(p) for p in COCO_KEYPOINTS.skeleton],
-            "codec": {"type": "UDPHeatmap", "sigma": 2.0},
-            "classifier": "head.final_layer",
-            "first_conv": "conv1",
-        },
-    }
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
+    """A pose folder as the converter writes it, with its own normalisation and UDP codec."""
+    codec = {"type": "UDPHeatmap", "sigma": 2.0}
+    return write_pose_folder(
+        workdir / "pose_model", _pose_model(), SIZE, mean=(0.5, 0.45, 0.4), std=(0.25, 0.2, 0.22), codec=codec
+    )
 
 
 @pytest.fixture(scope="module")

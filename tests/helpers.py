@@ -6,16 +6,25 @@
   with the number of layers (compilers and exporters trace every op).
 * The output-size rule of every feature map, written out independently of the model code.
 * ``single_thread``: a fixture for tests that run many small ops (see its docstring).
+* ``write_pose_folder``: a pose model folder in the converter's format, for the commands that load one.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
 import timm
 import torch
+from safetensors.torch import save_file
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
 import hrnet_backbones  # noqa: F401  (registers the models)
 from hrnet_backbones import HRNetConfig, StageSpec, tiny_config
+from hrnet_backbones.keypoints import COCO_KEYPOINTS
 from tests.fixture_data import load_checkpoint, load_tensors, tiny_dir
 
 # ----------------------------------------------------------------------------------------- official fixtures
@@ -67,6 +76,42 @@ def fixture_input(family: str, odd: bool = False) -> torch.Tensor:
 
 def fixture_expected(family: str) -> dict[str, torch.Tensor]:
     return load_tensors(tiny_dir(family), "expected")
+
+
+# ------------------------------------------------------------------------------------------ a pose model folder
+def write_pose_folder(
+    folder: Path,
+    model: nn.Module,
+    input_size: tuple[int, int],
+    mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
+    std: Sequence[float] = IMAGENET_DEFAULT_STD,
+    codec: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (a COCO-17 pose model) to ``folder`` as the converter would: ``model.safetensors`` and a
+    ``config.json`` with its architecture, input size (H, W), normalisation, COCO keypoint metadata and, if given,
+    the heatmap ``codec``. Returns the folder (for ``local-dir:`` and the commands' ``--model``)."""
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    cfg: dict[str, Any] = {
+        "input_size": [3, *input_size],
+        "mean": list(mean),
+        "std": list(std),
+        "keypoint_names": list(COCO_KEYPOINTS.keypoint_names),
+        "flip_pairs": [list(p) for p in COCO_KEYPOINTS.flip_pairs],
+        "skeleton": [list(p) for p in COCO_KEYPOINTS.skeleton],
+        "classifier": "head.final_layer",
+        "first_conv": "conv1",
+    }
+    if codec is not None:
+        cfg["codec"] = codec
+    config = {
+        "architecture": "hrnet_w32",
+        "num_classes": model.num_classes,
+        "model_args": {"arch": model.arch.to_dict(), "head": "pose"},
+        "pretrained_cfg": cfg,
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
 
 
 # ------------------------------------------------------------------------------------------------ micro trunk

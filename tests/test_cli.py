@@ -1,4 +1,4 @@
-"""The hrnet-backbones command: list and info."""
+"""The hrnet-backbones command: list and info (of a model name or a model folder)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import subprocess
 import sys
 
 import pytest
+from fixture_data import OFFICIAL
 
 from hrnet_backbones.cli import main
+
+POSE_CKPT = OFFICIAL / "tiny" / "pose" / "checkpoint.pth"
 
 
 @pytest.mark.slow
@@ -38,6 +41,24 @@ def test_list_shows_every_model_with_complexity(capsys):
     variants = {line.split()[0]: line.split()[1] for line in out.splitlines()[3:-1]}
     # written as the README writes them
     assert [variants[n] for n in ("hrnet_w18", "hrnetv2_w18", "hrnetv2p_w18")] == ["V1", "V2", "V2p"]
+
+
+def test_info_names_the_registered_trunk(capsys):
+    assert main(["info", "hrnet_w18_small", "--input-size", "64", "64"]) == 0
+    assert "V1 representation, HRNet-W18-Small trunk (w18_small)" in capsys.readouterr().out
+
+
+def test_info_of_a_model_folder_checks_it_and_describes_its_model(tmp_path, capsys):
+    folder = tmp_path / "pose"
+    assert main(["convert", str(POSE_CKPT), "--out", str(folder)]) == 0
+    capsys.readouterr()
+    assert main(["info", str(folder), "--input-size", "64", "48"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(
+        f"{folder}: checked (config.json and model.safetensors fit); pose model, hrnet_w18: V1"
+    )
+    assert "custom trunk of width W4" in out
+    assert "1x4x16x12" in out  # branch 0 of the tiny trunk at stride 4
 
 
 @pytest.mark.parametrize(

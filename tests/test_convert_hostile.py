@@ -20,6 +20,7 @@ import pytest
 import timm
 import torch
 from fixture_data import OFFICIAL
+from PIL import Image
 from safetensors.torch import save_file
 
 from hrnet_backbones import tiny_config
@@ -336,6 +337,13 @@ def a_dropped_module(tmp: Path, converted: Path):
     )
 
 
+def a_last_module_dropped_that_the_files_config_counts(tmp: Path, converted: Path):
+    sd = {k: v for k, v in _pose_sd().items() if not k.startswith("stage4.1.")}  # the numbering stays 0..n-1
+    cfg = "model = dict(backbone=dict(type='HRNet', extra=dict(stage4=dict(num_modules=2, num_branches=4))))"
+    args = _convert(_save(tmp / "short.pth", {"meta": {"cfg": cfg}, "state_dict": sd}), tmp)
+    return args, r"meta\['cfg'\] gives stage 4 2 module\(s\) but its tensors hold 1: a module is missing"
+
+
 def repo_id_with_code(tmp: Path, converted: Path):
     args = _convert(POSE_CKPT, tmp, "--repo-id", 'org/m", pretrained=True)\nimport os; os.system("id")#')
     return args, r"invalid --repo-id .*give ORG/NAME"
@@ -384,6 +392,7 @@ CASES = [
     newline_in_the_file_name,
     spliced_widths,
     a_dropped_module,
+    a_last_module_dropped_that_the_files_config_counts,
     repo_id_with_code,
     repo_id_with_three_parts,
 ]
@@ -482,13 +491,19 @@ PUSH_DAMAGE = {
         r"model\.safetensors is damaged or not a safetensors file",
     ),
     "weights_of_another_layout": (_other_width, r"does not fit the hrnet_w18 that config\.json describes"),
-    "stage_as_a_string": (_edit_config(_set_stage2), r"cannot be built.*field stage2 must be a dict"),
+    "stage_as_a_string": (
+        _edit_config(_set_stage2),
+        r"model_args\.arch is not a valid HRNet config.*field stage2 must be a dict",
+    ),
     "num_blocks_as_a_string": (_edit_config(_set_num_blocks), r"field stage3\.num_blocks must be a list"),
     "num_classes_as_a_string": (
         _edit_config(_set_num_classes),
-        r"num_classes must be a non-negative integer",
+        r"field model_args\.num_classes must be a non-negative integer",
     ),
-    "model_args_not_an_object": (_edit_config(_drop_model_args), r"has no model_args object \(got list\)"),
+    "model_args_not_an_object": (
+        _edit_config(_drop_model_args),
+        r"field model_args must be a JSON object, got list",
+    ),
     "binary_config": (
         lambda f: (f / "config.json").write_bytes(b"\x80\x02}q\x00."),
         r"config\.json is not text|config\.json is not valid JSON",
@@ -510,6 +525,152 @@ def _push_case(name: str):
 CASES += [_push_case(name) for name in PUSH_DAMAGE]
 
 
+# --------------------------------------------------- loading a folder whose config.json has wrong types (7)
+def _setter(*path, value=None, delete=False):
+    """An edit of config.json setting (or deleting) the field at ``path``."""
+
+    def change(config):
+        target = config
+        for key in path[:-1]:
+            target = target[key]
+        if delete:
+            del target[path[-1]]
+        else:
+            target[path[-1]] = value
+
+    return change
+
+
+#: field -> (edit, what the one line must say after "<folder>/config.json: field ")
+CONFIG_DAMAGE = {
+    "model_args_a_list": (
+        _setter("model_args", value=[1]),
+        r"model_args must be a JSON object, got list \[1\]",
+    ),
+    "model_args_null": (_setter("model_args", value=None), r"model_args must be a JSON object, got null"),
+    "pretrained_cfg_a_string": (
+        _setter("pretrained_cfg", value="coco"),
+        r"pretrained_cfg must be a JSON object, got string 'coco'",
+    ),
+    "architecture_an_int": (_setter("architecture", value=32), r"architecture must be a timm model name"),
+    "architecture_missing": (_setter("architecture", delete=True), r"architecture is missing"),
+    "architecture_unknown": (
+        _setter("architecture", value="hrnet_w7"),
+        r"architecture names no registered timm model \('hrnet_w7'",
+    ),
+    "num_classes_a_string": (
+        _setter("num_classes", value="17"),
+        r"num_classes must be a non-negative integer",
+    ),
+    "num_features_a_float": (
+        _setter("num_features", value=4.5),
+        r"num_features must be a non-negative integer",
+    ),
+    "label_names_an_int": (
+        _setter("label_names", value=3),
+        r"label_names must be a list of strings, got integer",
+    ),
+    "input_size_a_string": (
+        _setter("pretrained_cfg", "input_size", value="256x192"),
+        r"pretrained_cfg\.input_size must be \[C, H, W\]",
+    ),
+    "mean_of_two_values": (
+        _setter("pretrained_cfg", "mean", value=[0.5, 0.5]),
+        r"pretrained_cfg\.mean has 2 values for 3 input channels",
+    ),
+    "fixed_input_size_true": (
+        _setter("pretrained_cfg", "fixed_input_size", value=True),
+        r"pretrained_cfg\.fixed_input_size must be false",
+    ),
+    "keypoint_names_an_int": (
+        _setter("pretrained_cfg", "keypoint_names", value=17),
+        r"pretrained_cfg\.keypoint_names must be a list of strings",
+    ),
+    "flip_pairs_of_strings": (
+        _setter("pretrained_cfg", "flip_pairs", value=[["1", "2"]]),
+        r"pretrained_cfg\.flip_pairs must be a list of \[i, j\] keypoint index pairs",
+    ),
+    "flip_pair_beyond_the_keypoints": (
+        _setter("pretrained_cfg", "flip_pairs", value=[[1, 2], [3, 40]]),
+        r"pretrained_cfg\.flip_pairs\[1\] names keypoint 40 of a model with 17",
+    ),
+    "codec_a_string": (
+        _setter("pretrained_cfg", "codec", value="udp"),
+        r"pretrained_cfg\.codec must be a JSON object",
+    ),
+    "codec_sigma_a_string": (
+        _setter("pretrained_cfg", "codec", "sigma", value="2"),
+        r"pretrained_cfg\.codec\.sigma must be a positive number, got string '2'",
+    ),
+    "head_an_int": (
+        _setter("model_args", "head", value=1),
+        r"model_args\.head must be a string, got integer 1",
+    ),
+    "head_kernel_size_a_string": (
+        _setter("model_args", "head_kernel_size", value="1"),
+        r"model_args\.head_kernel_size must be a positive integer",
+    ),
+    "an_unknown_model_arg": (
+        _setter("model_args", "img_size", value=[256, 192]),
+        r"model_args\.img_size is not an argument of HRNet",
+    ),
+    "an_hrnet_field_beside_arch_not_a_boolean": (
+        _setter("model_args", "multi_scale_last", value="no"),
+        r"model_args overrides the HRNet config wrongly \(HRNet config field multi_scale_last must be true or false",
+    ),
+    "arch_null": (_setter("model_args", "arch", value=None), r"model_args\.arch is not a valid HRNet config"),
+    "a_stage_as_a_string": (
+        _setter("model_args", "arch", "stage2", value="BASIC"),
+        r"model_args\.arch is not a valid HRNet config \(HRNet config field stage2 must be a dict",
+    ),
+}
+
+
+def _pose_case(name: str, spec: str = "{folder}"):
+    """``pose`` on a copy of the converted folder with the config.json damage ``name``."""
+    edit, message = CONFIG_DAMAGE[name]
+
+    def case(tmp: Path, converted: Path):
+        folder = _damaged_copy(tmp, converted, _edit_config(edit))
+        Image.new("RGB", (32, 32)).save(tmp / "person.png")
+        model = spec.format(folder=folder)
+        args = [
+            "pose",
+            str(tmp / "person.png"),
+            "--model",
+            model,
+            "--box",
+            "0,0,16,16",
+            "--out",
+            str(tmp / "out"),
+        ]
+        return args, rf"{re.escape(str(folder))}/config\.json: field {message}.*; correct it"
+
+    case.__name__ = f"pose_with_config_{name}"
+    return case
+
+
+CASES += [_pose_case(name) for name in CONFIG_DAMAGE]
+CASES.append(_pose_case("model_args_a_list", spec="local-dir:{folder}"))
+
+
+def _export_with_a_wrong_config(tmp: Path, converted: Path):
+    folder = _damaged_copy(tmp, converted, _edit_config(CONFIG_DAMAGE["pretrained_cfg_a_string"][0]))
+    args = ["export", str(folder), "--out", str(tmp / "model.onnx")]
+    return args, r"field pretrained_cfg must be a JSON object"
+
+
+CASES.append(_export_with_a_wrong_config)
+
+
+def _info_with_a_wrong_config(tmp: Path, converted: Path):
+    folder = _damaged_copy(tmp, converted, _edit_config(CONFIG_DAMAGE["codec_sigma_a_string"][0]))
+    return ["info", str(folder)], r"field pretrained_cfg\.codec\.sigma must be a positive number"
+
+
+CASES.append(_info_with_a_wrong_config)
+
+
 def test_timm_names_a_truncated_weights_file(converted, tmp_path):
     folder = _damaged_copy(tmp_path, converted, _truncate_weights)
     with pytest.raises(ValueError, match=rf"{folder}/model\.safetensors is truncated or damaged .*convert"):
@@ -520,6 +681,60 @@ def test_timm_names_a_wrongly_typed_config_field(converted, tmp_path):
     folder = _damaged_copy(tmp_path, converted, _edit_config(_set_num_blocks))
     with pytest.raises(ValueError, match=r"field stage3\.num_blocks must be a list of positive integers"):
         timm.create_model(f"local-dir:{folder}", pretrained=True)
+
+
+#: what timm hands on to this package's entry point: every field below the top level, and the top-level fields
+#: it copies into pretrained_cfg (the rest of the top level timm parses itself; the commands check it first)
+REACHES_THE_ENTRY_POINT = [
+    "num_classes_a_string",
+    "label_names_an_int",
+    "input_size_a_string",
+    "fixed_input_size_true",
+    "flip_pair_beyond_the_keypoints",
+    "codec_sigma_a_string",
+    "head_kernel_size_a_string",
+    "an_unknown_model_arg",
+    "arch_null",
+]
+
+
+@pytest.mark.parametrize("name", REACHES_THE_ENTRY_POINT)
+def test_timm_names_the_wrong_field_and_the_file(name, converted, tmp_path):
+    edit, message = CONFIG_DAMAGE[name]
+    folder = _damaged_copy(tmp_path, converted, _edit_config(edit))
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(folder))}/config\.json: field {message}"):
+        timm.create_model(f"local-dir:{folder}", pretrained=True)
+
+
+def _offline_hub_copy(tmp: Path, converted: Path, damage: str, monkeypatch) -> str:
+    """A damaged copy of the converted folder as the offline Hub cache's ``org/pose``; its ``hf-hub:`` name."""
+    import huggingface_hub
+    from hub_cache import populate_hub_cache
+
+    folder = _damaged_copy(tmp, converted, _edit_config(CONFIG_DAMAGE[damage][0]))
+    files = {name: folder / name for name in ("config.json", "model.safetensors")}
+    populate_hub_cache(tmp / "hub", "org/pose", files)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return "hf-hub:org/pose"
+
+
+def test_a_hub_model_names_the_wrong_field_of_its_config(converted, tmp_path, monkeypatch, capsys):
+    spec = _offline_hub_copy(tmp_path, converted, "model_args_a_list", monkeypatch)
+    Image.new("RGB", (32, 32)).save(tmp_path / "person.png")
+    argv = ["pose", str(tmp_path / "person.png"), "--model", spec, "--box", "0,0,16,16"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "config.json of hf-hub:org/pose: field model_args must be a JSON object, got list [1]" in err
+
+
+def test_timm_names_the_wrong_field_of_a_hub_models_config(converted, tmp_path, monkeypatch):
+    spec = _offline_hub_copy(tmp_path, converted, "head_kernel_size_a_string", monkeypatch)
+    with pytest.raises(
+        ValueError, match=r"^config\.json of hf-hub:org/pose: field model_args\.head_kernel_size"
+    ):
+        timm.create_model(spec, pretrained=True)
 
 
 def _snapshot(root: Path) -> dict[str, str]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import timm
 import torch
 
 import hrnet_backbones  # noqa: F401  (registers the models)
-from hrnet_backbones.convert import convert_state_dict
+from hrnet_backbones.convert import LayoutError, convert_state_dict
 
 
 def _official_segmentation(name: str, **kwargs) -> dict[str, torch.Tensor]:
@@ -39,3 +41,46 @@ def test_an_unregistered_trunk_takes_the_nearest_width_and_says_so():
     conv = convert_state_dict(sd)
     assert conv.architecture == "hrnetv2_w18"
     assert any("W20 trunk is not a registered one" in note for note in conv.notes)
+
+
+# ------------------------------------------------------------- a trunk a module short of a registered one
+def _short_w48() -> hrnet_backbones.HRNetConfig:
+    """HRNet-W48 with the last module of stage 4 gone (what a checkpoint that lost it converts as)."""
+    w48 = hrnet_backbones.hrnet_config(48)
+    return w48.replace(stage4=dataclasses.replace(w48.stage4, num_modules=2))
+
+
+def test_a_trunk_a_module_short_of_a_registered_one_converts_with_a_warning_naming_it():
+    conv = convert_state_dict(_official_segmentation("hrnetv2_w48", arch=_short_w48()))
+    assert conv.arch.stage4.num_modules == 2
+    assert conv.notes[0] == (
+        "warning: stage 4 has 2 modules where HRNet-W48 has 3: a module may be missing from the checkpoint; "
+        "converted as this layout, which model_args['arch'] rebuilds exactly"
+    )
+
+
+def test_a_file_named_like_a_release_but_a_module_short_is_refused():
+    sd = _official_segmentation("hrnetv2_w48", arch=_short_w48())
+    with pytest.raises(LayoutError, match=r"hrnet_cs_8090_torch11\.pth is named like a released HRNet-W48 "):
+        convert_state_dict(sd, source_name="hrnet_cs_8090_torch11.pth")
+
+
+def test_a_layout_stated_with_arch_converts_without_a_warning():
+    sd = _official_segmentation("hrnetv2_w48", arch=_short_w48())
+    conv = convert_state_dict(sd, arch=_short_w48().to_dict(), source_name="hrnet_cs_8090_torch11.pth")
+    assert conv.arch.stage4.num_modules == 2
+    assert not any(note.startswith("warning") for note in conv.notes)
+
+
+def test_a_layout_far_from_every_registered_trunk_gets_no_warning():
+    conv = convert_state_dict(_official_segmentation("hrnetv2_w18", arch=hrnet_backbones.tiny_config()))
+    assert not any(note.startswith("warning") for note in conv.notes)
+
+
+def test_module_counts_in_the_files_own_config_must_match_its_tensors():
+    sd = _official_segmentation("hrnetv2_w18", arch=hrnet_backbones.tiny_config())
+    cfg = "backbone=dict(type='HRNet', extra=dict(stage4=dict(num_branches=4, num_modules=3, block='BASIC')))"
+    with pytest.raises(
+        LayoutError, match=r"meta\['cfg'\] gives stage 4 3 module\(s\) but its tensors hold 2"
+    ):
+        convert_state_dict(sd, meta={"cfg": cfg})

@@ -9,7 +9,6 @@ import pytest
 import timm
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 
 from hrnet_backbones import tiny_config
 from hrnet_backbones.cli import main
@@ -21,7 +20,7 @@ from hrnet_backbones.inference import (
     to_image_tensor,
 )
 from hrnet_backbones.keypoints import COCO_KEYPOINTS
-from tests.helpers import fixture_model
+from tests.helpers import fixture_model, write_pose_folder
 
 
 class BrightnessHeatmaps(torch.nn.Module):
@@ -239,26 +238,7 @@ def pose_folder(tmp_path):
     model = timm.create_model(
         "hrnet_w32", arch=tiny_config(multi_scale_last=False), head="pose", num_classes=17
     )
-    folder = tmp_path / "pose_model"
-    folder.mkdir()
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-    config = {
-        "architecture": "hrnet_w32",
-        "num_classes": 17,
-        "model_args": {"arch": model.arch.to_dict(), "head": "pose"},
-        "pretrained_cfg": {
-            "input_size": [3, 128, 96],
-            "mean": [0.485, 0.456, 0.406],
-            "std": [0.229, 0.224, 0.225],
-            "keypoint_names": list(COCO_KEYPOINTS.keypoint_names),
-            "flip_pairs": [list(p) for p in COCO_KEYPOINTS.flip_pairs],
-            "skeleton": [list(p) for p in COCO_KEYPOINTS.skeleton],
-            "classifier": "head.final_layer",
-            "first_conv": "conv1",
-        },
-    }
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
+    return write_pose_folder(tmp_path / "pose_model", model, input_size=(128, 96))
 
 
 @pytest.fixture

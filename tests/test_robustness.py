@@ -160,6 +160,16 @@ def test_a_checkpoint_of_another_width_is_refused_naming_both_widths(tmp_path):
         _pretrained("hrnet_w18", _saved(tmp_path, "cls"))
 
 
+def test_a_checkpoint_of_a_registered_trunk_is_named_after_it():
+    from hrnet_backbones.complexity import meta_model
+    from hrnet_backbones.loading import fit_checkpoint
+
+    small = meta_model("hrnet_w18_small", head="none").state_dict()  # W18-Small-v1: branch 0 has 16 channels
+    message = r"is an HRNet-W18-Small but .* create the model as 'hrnet_w18_small'"
+    with pytest.raises(ValueError, match=message):
+        fit_checkpoint(small, meta_model("hrnet_w18", head="none"))
+
+
 @pytest.mark.parametrize(
     "family, kind",
     [

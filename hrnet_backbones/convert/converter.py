@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from ..complexity import Complexity
-from ..config import WIDTHS, HRNetConfig, hrnet_config, tiny_config
-from ..registry import VARIANTS, trunk_name
+from ..config import TRUNKS, WIDTHS, HRNetConfig, hrnet_config, tiny_config
+from ..registry import VARIANTS, nearest_trunk, trunk_name, trunk_title
 from . import known
 from .errors import CheckpointError, LayoutError
 from .infer import in_chans_of, infer_arch, infer_head
@@ -339,17 +339,22 @@ def _fill_zero_biases(sd: dict[str, torch.Tensor], layout: Layout) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ pretrained config
+def _dict_block(text: str, start: int) -> str:
+    """``text`` from ``start`` to the parenthesis closing the first one opened after it."""
+    depth, end = 0, start
+    for end in range(text.find("(", start), len(text)):
+        depth += {"(": 1, ")": -1}.get(text[end], 0)
+        if depth == 0:
+            break
+    return text[start : end + 1]
+
+
 def _codec_from_mm_cfg(text: str) -> dict[str, Any]:
     """The heatmap codec of an mmpose config text (``codec = dict(type=..., input_size=(w, h), ...)``)."""
     start = text.find("codec = dict(")
     if start < 0:
         return {}
-    depth, end = 0, start
-    for end in range(start + len("codec = dict"), len(text)):
-        depth += {"(": 1, ")": -1}.get(text[end], 0)
-        if depth == 0:
-            break
-    block = text[start : end + 1]
+    block = _dict_block(text, start)
     codec: dict[str, Any] = {}
     if m := re.search(r"type\s*=\s*'(\w+)'", block):
         codec["type"] = m.group(1)
@@ -359,6 +364,60 @@ def _codec_from_mm_cfg(text: str) -> dict[str, Any]:
     if m := re.search(r"sigma\s*=\s*([\d.]+)", block):
         codec["sigma"] = float(m.group(1))
     return codec
+
+
+def _modules_from_mm_cfg(text: str) -> dict[int, int]:
+    """Stage -> ``num_modules`` that an OpenMMLab config text gives its HRNet backbone
+    (``extra=dict(stage1=dict(num_modules=1, ...), ...)``); empty when it gives none."""
+    stated = {}
+    for m in re.finditer(r"stage([1-4])\s*=\s*dict\(", text):
+        if n := re.search(r"num_modules\s*=\s*(\d+)", _dict_block(text, m.start())):
+            stated.setdefault(int(m.group(1)), int(n.group(1)))
+    return stated
+
+
+def _check_layout_claims(
+    layout: Layout, arch: HRNetConfig, meta: dict[str, Any], source_name: str | None, arch_given: bool
+) -> str | None:
+    """Hold the inferred trunk against what the file claims to be; returns a warning note, or None.
+
+    Dropping a whole module (the last of a stage, whose neighbours still fit) leaves a checkpoint that converts
+    as a shallower network. Refused when the file claims otherwise: its OpenMMLab config states other module
+    counts, or it is named like a released file (every release is a registered trunk) and its trunk is one or
+    two changes away from that release's. Otherwise (custom layouts are legitimate) a trunk that close to a
+    registered one of its width gets a warning naming the differences. ``arch_given``: ``--arch`` stated the
+    stages, so the layout stands as it is.
+    """
+    cfg_text = meta.get("cfg") or meta.get("config") or ""
+    stages = (arch.stage1, *arch.stages)
+    for s, n in _modules_from_mm_cfg(cfg_text if isinstance(cfg_text, str) else "").items():
+        held = stages[s - 1].num_modules
+        if n != held:
+            why = (
+                "a module is missing from the checkpoint"
+                if held < n
+                else "the two do not describe one network"
+            )
+            raise LayoutError(
+                f"the file's meta['cfg'] gives stage {s} {n} module(s) but its tensors hold {held}: {why} (a "
+                "damaged or edited file?); convert the complete checkpoint"
+            )
+    if arch_given or trunk_name(arch) is not None:
+        return None
+    near = nearest_trunk(arch)
+    if near is None or not 1 <= len(near[1]) <= 2:
+        return None
+    trunk, differences = near
+    ref = TRUNKS[trunk]
+    short = any(a.num_modules < r.num_modules for a, r in zip(stages, (ref.stage1, *ref.stages)))
+    what = "; ".join(differences) + (": a module may be missing from the checkpoint" if short else "")
+    release = known.find_release(source_name, layout.family) if source_name else None
+    if release is not None and release.width_for(source_name) in (None, arch.width):
+        raise LayoutError(
+            f"{source_name} is named like a released HRNet-{trunk_title(trunk)} checkpoint, but {what}; convert "
+            "the complete file (a network of this layout on purpose: state it with --arch, or rename the file)"
+        )
+    return f"warning: {what}; converted as this layout, which model_args['arch'] rebuilds exactly"
 
 
 def _crop_from_mm_cfg(text: str) -> tuple[int, int] | None:
@@ -648,6 +707,10 @@ def convert_state_dict(
             "(its head needs all four branches); is this a pose checkpoint with another head?"
         )
     architecture, name_note = _architecture_name(layout.task, inferred)
+    stages_stated = bool(stated & {"stage1", "stage2", "stage3", "stage4"})
+    layout_warning = _check_layout_claims(layout, inferred, meta, source_name, stages_stated)
+    if layout_warning:  # says more than the name note
+        name_note = layout_warning
     model_args = {"arch": inferred.to_dict(), **head_args}
     ordered, bn_added, model = _check_against_model(architecture, model_args, sd)
     pretrained_cfg, notes = _pretrained_cfg(

@@ -331,28 +331,26 @@ def write_folder(
     return folder
 
 
-def read_folder_config(folder: Path) -> dict[str, Any]:
-    """``config.json`` of a converted folder."""
-    return json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-
-
 def _config_error(path: Path, what: str) -> ValueError:
     return ValueError(f"{path} {what}; convert the checkpoint again with `hrnet-backbones convert`")
 
 
 def check_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """Verify a converted folder before it is uploaded; returns its ``config.json``.
+    """Verify a model folder before it is uploaded (``push``) or described (``info DIR``); returns its
+    ``config.json``.
 
-    All of :data:`FOLDER_FILES` must be there; ``config.json`` must name a registered architecture whose
-    ``model_args`` build (on the meta device, no memory) and give a sound input size; ``model.safetensors`` must
-    be a complete safetensors file (safetensors checks that its header covers the file exactly) whose tensors have
-    exactly the model's keys, shapes and kinds (floating point, integer step counters). Only the headers are read,
-    not the weights. Raises ``FileNotFoundError`` or ``ValueError`` naming the file and what is wrong.
+    All of :data:`FOLDER_FILES` must be there; ``config.json`` must pass
+    :func:`hrnet_backbones.folder.check_model_config` (every field by type), name one of this package's
+    architectures and hold ``model_args`` that build (on the meta device, no memory) and an input size;
+    ``model.safetensors`` must be a complete safetensors file (safetensors checks that its header covers the file
+    exactly) whose tensors have exactly the model's keys, shapes and kinds (floating point, integer step
+    counters). Only the headers are read, not the weights. Raises ``FileNotFoundError`` or ``ValueError`` naming the file and what is wrong.
     """
-    import timm
     from safetensors import SafetensorError, safe_open
 
     from ..complexity import meta_model
+    from ..folder import read_model_config
+    from ..registry import MODELS
 
     folder = Path(folder)
     if not folder.exists():
@@ -368,28 +366,15 @@ def check_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:
             "convert the checkpoint again with `hrnet-backbones convert`"
         )
     path = folder / "config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise _config_error(path, f"is not valid JSON ({e.msg} at line {e.lineno})") from None
-    except UnicodeDecodeError:
-        raise _config_error(path, "is not text (not UTF-8)") from None
-    if not isinstance(config, dict):
-        raise _config_error(path, f"holds a {type(config).__name__}, not a JSON object")
-    architecture = config.get("architecture")
-    if not isinstance(architecture, str) or not timm.is_model(architecture):
-        raise _config_error(path, f"names no known timm architecture ({architecture!r})")
-    model_args, cfg = config.get("model_args"), config.get("pretrained_cfg")
+    config = read_model_config(folder)  # every field by type
+    architecture, model_args, cfg = (config.get(k) for k in ("architecture", "model_args", "pretrained_cfg"))
+    if architecture not in MODELS:
+        raise _config_error(path, f"names {architecture!r}, not a model of hrnet-backbones")
     for name, value in (("model_args", model_args), ("pretrained_cfg", cfg)):
-        if not isinstance(value, dict):
-            raise _config_error(path, f"has no {name} object (got {type(value).__name__})")
-    size = cfg.get("input_size")
-    if not (
-        isinstance(size, list)
-        and len(size) == 3
-        and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 2**15 for v in size)
-    ):
-        raise _config_error(path, f"has no sound pretrained_cfg.input_size [C, H, W] (got {size!r})")
+        if value is None:
+            raise _config_error(path, f"has no {name} object")
+    if cfg.get("input_size") is None:
+        raise _config_error(path, "has no pretrained_cfg.input_size [C, H, W]")
     try:
         model = meta_model(architecture, **model_args)
     except (TypeError, ValueError, KeyError, AttributeError, AssertionError) as e:
