@@ -24,9 +24,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .cliutil import CLIError, format_table
-from .inference import decode_to_image
+from .inference import KeypointMeta, decode_to_image
 from .keypoints import COCO_KEYPOINTS, auc_nme, coco_keypoint_stats, failure_rate, flip_test, nme
-from .keypoints.codecs import UDPHeatmap
+from .keypoints.codecs import MSRAHeatmap, UDPHeatmap
 from .keypoints.data import CocoKeypointDataset, LandmarkCsvDataset
 
 __all__ = [
@@ -379,18 +379,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
-def _model_codec(model: nn.Module, input_size: tuple[int, int]):
-    """The codec of a keypoint model's ``pretrained_cfg`` (type, sigma, DARK's ``unbiased``)."""
-    from .keypoints.codecs import MSRAHeatmap
-
-    spec = dict((getattr(model, "pretrained_cfg", None) or {}).get("codec") or {})
-    h, w = input_size
-    heatmap = tuple(spec.get("heatmap_size") or (w // 4, h // 4))
-    sigma = float(spec.get("sigma", 2.0))
-    kind = str(spec.get("type", "MSRAHeatmap")).lower()
-    if "udp" in kind:
-        return UDPHeatmap((w, h), heatmap, sigma=sigma)
-    return MSRAHeatmap((w, h), heatmap, sigma=sigma, unbiased=bool(spec.get("unbiased", False)))
+def _model_codec(model: nn.Module, meta: KeypointMeta) -> MSRAHeatmap | UDPHeatmap:
+    """The codec of a keypoint model's ``pretrained_cfg`` (type, sigma, DARK's ``unbiased``, heatmap size)."""
+    spec = (getattr(model, "pretrained_cfg", None) or {}).get("codec") or {}
+    return meta.make_codec(spec.get("heatmap_size"))
 
 
 def _worker_message(error: BaseException) -> str:
@@ -423,7 +415,7 @@ def run_cli(args: argparse.Namespace) -> int:
         raise CLIError(f"image folder not found: {args.images}")
     model = load_keypoint_model(args.model)
     meta = keypoint_meta(model)
-    codec = _model_codec(model, meta.input_size)
+    codec = _model_codec(model, meta)
     transform = TopDownTransform(
         meta.input_size, codec, mean=meta.mean, std=meta.std, flip_pairs=meta.flip_pairs, train=False
     )

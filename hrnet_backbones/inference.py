@@ -58,8 +58,18 @@ class KeypointMeta:
     keypoint_names: tuple[str, ...]
     flip_pairs: tuple[tuple[int, int], ...]
     skeleton: tuple[tuple[int, int], ...]
-    codec: str = "msra"  # or "udp"
+    codec: str = "msra"  # "msra", "dark" (MSRA with DARK's sub-pixel Gaussian and decoding) or "udp"
     sigma: float = 2.0
+
+    def make_codec(self, heatmap_size: tuple[int, int] | None = None) -> MSRAHeatmap | UDPHeatmap:
+        """The model's codec for its input size; ``heatmap_size`` ``(w, h)`` defaults to a quarter of it."""
+        h, w = self.input_size
+        heatmap = tuple(heatmap_size or (w // 4, h // 4))
+        if self.codec == "udp":
+            return UDPHeatmap(input_size=(w, h), heatmap_size=heatmap, sigma=self.sigma)
+        return MSRAHeatmap(
+            input_size=(w, h), heatmap_size=heatmap, sigma=self.sigma, unbiased=self.codec == "dark"
+        )
 
 
 def _pairs(value: Any) -> tuple[tuple[int, int], ...]:
@@ -98,7 +108,7 @@ def keypoint_meta(model: nn.Module, num_keypoints: int | None = None) -> Keypoin
         if "flip_pairs" in cfg
         else (layout.flip_pairs if layout else ()),
         skeleton=_pairs(cfg["skeleton"]) if "skeleton" in cfg else (layout.skeleton if layout else ()),
-        codec="udp" if "udp" in codec_type else "msra",
+        codec="udp" if "udp" in codec_type else "dark" if codec.get("unbiased") else "msra",
         sigma=float(codec.get("sigma", 2.0)),
     )
 
@@ -275,7 +285,7 @@ def predict_keypoints(
         boxes: ``(B, 4)`` person boxes ``(x, y, w, h)`` in image pixels; at least half of each box must lie in
             the image (:func:`check_boxes`).
         meta: defaults to :func:`keypoint_meta` of the model.
-        refine: ``"auto"`` (the codec's own: quarter offset for MSRA, UDP's for UDP), ``"quarter"``, ``"dark"``,
+        refine: ``"auto"`` (the codec's own: quarter offset for MSRA, DARK for DARK, UDP's for UDP), ``"quarter"``, ``"dark"``,
             ``"udp"`` or ``None`` (argmax); see :mod:`hrnet_backbones.keypoints.codecs`.
         flip: average with the mirrored crop (official flip test), when flip pairs are known.
 
@@ -297,9 +307,7 @@ def predict_keypoints(
     with torch.no_grad():
         heatmaps = flip_test(model, crops, meta.flip_pairs) if flip and meta.flip_pairs else model(crops)
     hm_h, hm_w = heatmaps.shape[-2:]
-    codec_cls = UDPHeatmap if udp else MSRAHeatmap
-    codec = codec_cls(input_size=(w, h), heatmap_size=(hm_w, hm_h), sigma=meta.sigma)
-    return decode_to_image(codec, heatmaps, center, scale, refine=refine)
+    return decode_to_image(meta.make_codec((hm_w, hm_h)), heatmaps, center, scale, refine=refine)
 
 
 def decode_to_image(

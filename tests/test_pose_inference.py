@@ -55,6 +55,26 @@ def test_keypoints_land_on_the_image_point_the_model_sees(refine):
     assert (err < (0.01 if refine == "dark" else 0.4) * pixel).all(), err
 
 
+class DarkBrightnessHeatmaps(BrightnessHeatmaps):
+    """The same model, its config recording a DARK codec as a folder trained with ``--codec dark`` does."""
+
+    pretrained_cfg = {
+        **BrightnessHeatmaps.pretrained_cfg,
+        "codec": {"type": "MSRAHeatmap", "sigma": 2.0, "unbiased": True},
+    }
+
+
+def test_a_dark_codec_decodes_with_dark_by_default():
+    assert keypoint_meta(DarkBrightnessHeatmaps()).codec == "dark"
+    assert keypoint_meta(BrightnessHeatmaps()).codec == "msra"
+    image = blob_image(cx=231.3, cy=148.6)
+    boxes = [[180.0, 60.0, 90.0, 160.0]]
+    auto, _ = predict_keypoints(DarkBrightnessHeatmaps(), image, boxes, flip=False)
+    dark, _ = predict_keypoints(BrightnessHeatmaps(), image, boxes, refine="dark", flip=False)
+    quarter, _ = predict_keypoints(BrightnessHeatmaps(), image, boxes, flip=False)
+    assert torch.equal(auto, dark) and not torch.equal(auto, quarter)
+
+
 def test_meta_falls_back_to_the_layout_of_the_keypoint_count():
     meta = keypoint_meta(BrightnessHeatmaps())
     assert meta.keypoint_names == COCO_KEYPOINTS.keypoint_names

@@ -194,6 +194,8 @@ def _model_cfg(model: nn.Module, input_size: tuple[int, int], features_only: boo
         codec = dict(cfg.get("codec") or {})
         codec.setdefault("type", "UDPHeatmap" if meta.codec == "udp" else "MSRAHeatmap")
         codec.setdefault("sigma", meta.sigma)
+        if meta.codec == "dark":
+            codec.setdefault("unbiased", True)
         cfg["codec"] = codec
     return _json_safe(cfg)
 
