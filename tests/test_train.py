@@ -283,3 +283,26 @@ def test_gradient_checkpointing_trains_the_same_parameters(tmp_path):
     params = [k for k in a if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     for k in params:  # buffers differ: the recomputed forward updates BatchNorm statistics once more
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-7, msg=k)
+
+
+def test_channels_last_trains_the_same_run_and_writes_an_ordinary_folder(tmp_path):
+    plain = fit(config(tmp_path / "plain"), Squares(8))
+    nhwc = fit(config(tmp_path / "nhwc", channels_last=True), Squares(8))
+    # only the order of the convolutions' sums differs (Adam's first steps turn a rounding difference in a
+    # near-zero gradient into a step of lr, so the weights are compared through what they compute)
+    losses = [[r["loss"] for r in log_records(out) if "time_s" not in r] for out in (plain, nhwc)]
+    assert len(losses[0]) == 4 and losses[0] != [losses[0][0]] * 4
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-4, atol=0)
+    a, b = (timm.create_model(f"local-dir:{out}", pretrained=True).eval() for out in (plain, nhwc))
+    x = torch.rand(2, 3, *SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(b(x), a(x), rtol=1e-2, atol=1e-3)
+    weights = load_file(str(nhwc / "model.safetensors"))
+    assert all(t.is_contiguous() for t in weights.values())
+
+
+def test_resume_keeps_the_memory_format_of_the_run(tmp_path):
+    with pytest.raises(Interrupted):
+        fit(config(tmp_path / "run", channels_last=True), Squares(8, fail_at_epoch=1))
+    with pytest.raises(ValueError, match="channels_last"):
+        fit(config(tmp_path / "run", resume="last"), Squares(8))

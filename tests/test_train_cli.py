@@ -59,6 +59,16 @@ def test_the_log_holds_the_validation_ap_of_every_epoch(trained):
     assert all(0.0 <= r["val"]["AP"] <= 1.0 for r in epochs)
 
 
+def test_val_every_scores_every_nth_epoch_and_the_last(coco, tmp_path):
+    out = tmp_path / "model"
+    args = train_args(coco, out, "--val-every", "2", val=True)
+    args[args.index("--epochs") + 1] = "3"
+    assert main(args) == 0
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if "val" in r] == [2, 3]
+    assert "val AP" in json.loads((out / "config.json").read_text())["pretrained_cfg"]["metrics"]
+
+
 def test_pose_takes_the_trained_folder(trained, coco, tmp_path, capsys):
     image = coco[1] / "img1.png"
     assert (
