@@ -63,13 +63,19 @@ class _Recorder:
     def eval(self):
         return self
 
+    def parameters(self):  # where predict_keypoints puts the image
+        return self.model.parameters()
+
+    def buffers(self):
+        return self.model.buffers()
+
     def __call__(self, x):
         y = self.model(x)
         self.heatmaps.append(y.detach().float().cpu())
         return y
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", help="the fp32 reference: a folder, local-dir:DIR or hf-hub:ID")
     p.add_argument("--int8", required=True, help="the int8 .onnx (or .xml) file")
@@ -77,7 +83,7 @@ def main() -> None:
     p.add_argument("--ann", help="COCO keypoint JSON whose person boxes to use (default: whole images)")
     p.add_argument("--limit", type=int, default=200, help="at most this many boxes (default 200)")
     p.add_argument("--runtime", default=None, help="onnxruntime (default for .onnx) or openvino")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     from hrnet_backbones.deploy import load
 
     fp32 = _Recorder(load_keypoint_model(args.model))

@@ -9,7 +9,10 @@ fp32 1e-4 relative (max |diff| / max |reference|, the package's definition), int
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -26,6 +29,8 @@ from hrnet_backbones.inference import keypoint_meta, predict_keypoints
 from hrnet_backbones.keypoints import COCO_KEYPOINTS
 from tests.conftest import randomize
 from tests.helpers import write_pose_folder
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SIZE = (64, 48)
 FP32 = 1e-4
@@ -235,6 +240,21 @@ def test_openvino_runs_the_int8_onnx(int8_file, torch_model):
 
 
 # ------------------------------------------------------------------------------------------------ CLI errors
+def test_int8_accuracy_benchmark_compares_the_int8_file_with_its_folder(
+    int8_file, pose_folder, calibration_dir, capsys
+):
+    spec = importlib.util.spec_from_file_location("int8_accuracy", ROOT / "benchmarks" / "int8_accuracy.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(
+        [str(pose_folder), "--int8", str(int8_file), "--images", str(calibration_dir), "--limit", "3"]
+    )
+    out = capsys.readouterr().out
+    agreement = float(re.search(r"heatmap argmax agreement ([\d.]+)%", out).group(1))
+    assert "3 boxes x 17 keypoints" in out and 0.0 <= agreement <= 100.0
+    assert re.search(r"keypoint distance: median [\d.]+ px", out)
+
+
 def _one_line_error(capsys) -> str:
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("hrnet-backbones export: error:")
