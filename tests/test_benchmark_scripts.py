@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,19 @@ def test_help_names_the_script_and_its_real_default(name, default, capsys, monke
     text = capsys.readouterr().out
     assert text.startswith(f"usage: benchmarks/{name}.py")
     assert default in text
+
+
+@pytest.mark.slow
+def test_learning_runs_end_to_end_within_a_budget(tmp_path, capsys):
+    """The learning benchmark's whole path on a tiny set: synth, the budget's pilot, `train` in a subprocess,
+    the curve, every decoding and the baseline (its figures come from the 20-minute run, not from here)."""
+    script = _script("learning")
+    args = ["--images", "30", "--minutes", "0.3", "--input-size", "32", "24", "--batch-size", "4"]
+    args += ["--threads", "1", "--workers", "0", "--work", str(tmp_path / "work"), "--no-json", "--quiet"]
+    assert script.main(args) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"budget 0.3 min: [\d.]+ s per training step with data loading, ~\d+ s per epoch", out)
+    for row in ("flip, codec's decoding", "no flip, codec's decoding", "flip, argmax", "flip, udp"):
+        assert re.search(rf"{re.escape(row)} +[\d.]+\n", out), row
+    assert "constant mean pose" in out
+    assert (tmp_path / "work" / "run" / "model.safetensors").is_file()
