@@ -269,20 +269,15 @@ def image_file(tmp_path):
     return path
 
 
+def pose_argv(image, folder, out, *boxes: str) -> list[str]:
+    """``hrnet-backbones pose IMAGE --model FOLDER --box B ... --out OUT``."""
+    box_args = [arg for box in boxes for arg in ("--box", box)]
+    return ["pose", str(image), "--model", str(folder), *box_args, "--out", str(out)]
+
+
 def test_pose_command_writes_keypoints_json_and_overlay(pose_folder, image_file, tmp_path, capsys):
     out = tmp_path / "out"
-    argv = [
-        "pose",
-        str(image_file),
-        "--model",
-        str(pose_folder),
-        "--box",
-        "20,10,50,90",
-        "--box",
-        "90,5,40,80",
-        "--out",
-        str(out),
-    ]
+    argv = pose_argv(image_file, pose_folder, out, "20,10,50,90", "90,5,40,80")
     assert main(argv) == 0
     record = json.loads((out / "people.keypoints.json").read_text())
     assert len(record["people"]) == 2 and record["input_size"] == [128, 96] and record["flip_test"] is True
@@ -294,16 +289,7 @@ def test_pose_command_writes_keypoints_json_and_overlay(pose_folder, image_file,
 
 
 def test_pose_command_never_overwrites_without_force(pose_folder, image_file, tmp_path, capsys):
-    argv = [
-        "pose",
-        str(image_file),
-        "--model",
-        str(pose_folder),
-        "--box",
-        "20,10,50,90",
-        "--out",
-        str(tmp_path),
-    ]
+    argv = pose_argv(image_file, pose_folder, tmp_path, "20,10,50,90")
     assert main(argv) == 0
     before = (tmp_path / "people.keypoints.json").read_bytes()
     assert main(argv) == 2
@@ -339,21 +325,7 @@ def test_pose_command_bad_image_and_box(pose_folder, tmp_path, capsys):
 
 
 def test_pose_command_keypoints_are_predict_keypoints_of_the_image_file(pose_folder, image_file, tmp_path):
-    assert (
-        main(
-            [
-                "pose",
-                str(image_file),
-                "--model",
-                str(pose_folder),
-                "--box",
-                "20,10,50,90",
-                "--out",
-                str(tmp_path),
-            ]
-        )
-        == 0
-    )
+    assert main(pose_argv(image_file, pose_folder, tmp_path, "20,10,50,90")) == 0
     record = json.loads((tmp_path / "people.keypoints.json").read_text())
     got = torch.tensor([[kp["x"], kp["y"]] for kp in record["people"][0]["keypoints"]])
     model = timm.create_model(f"local-dir:{pose_folder}", pretrained=True)
@@ -363,16 +335,7 @@ def test_pose_command_keypoints_are_predict_keypoints_of_the_image_file(pose_fol
 
 
 def test_pose_command_refuses_a_box_outside_the_image(pose_folder, image_file, tmp_path, capsys):
-    argv = [
-        "pose",
-        str(image_file),
-        "--model",
-        str(pose_folder),
-        "--box",
-        "900,900,10,10",
-        "--out",
-        str(tmp_path),
-    ]
+    argv = pose_argv(image_file, pose_folder, tmp_path, "900,900,10,10")
     assert main(argv) == 2
     assert "0% of its area inside the 160x120 (WxH) image" in capsys.readouterr().err
     assert list(tmp_path.glob("people.*.*")) == []  # neither people.keypoints.json nor people.pose.png
