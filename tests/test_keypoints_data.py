@@ -129,7 +129,8 @@ def test_flip_mirrors_the_image_and_swaps_left_right_targets():
     mirrored_kp = mirrored_kp[flip_permutation(COCO_KEYPOINTS.flip_pairs, 17)]
     mirror_box = (96 - 1 - (box[0] + box[2]), box[1], box[2], box[3])
     reference = make_transform(train=False)(image[:, ::-1], mirrored_kp, mirror_box)
-    torch.testing.assert_close(flipped["image"], reference["image"], atol=1e-5, rtol=0)
+    # float32 sampling positions (resolution ~3e-6 px here) times the noise image's steepest edges (255 per px)
+    torch.testing.assert_close(flipped["image"], reference["image"], atol=5e-5, rtol=0)
     torch.testing.assert_close(flipped["heatmaps"], reference["heatmaps"], atol=1e-6, rtol=0)
     assert not torch.allclose(flipped["heatmaps"], plain["heatmaps"])
 

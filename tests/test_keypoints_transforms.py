@@ -208,6 +208,24 @@ def test_warp_affine_is_bilinear_with_pixel_centres_at_integers_and_zero_outside
     np.testing.assert_allclose(ours, bilinear_reference(image, trans[0], 11, 9), atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "center, rot",
+    [((40.0, 30.0), 0.0), ((3.0, 55.0), 40.0), ((78.0, 2.0), -70.0), ((200.0, 200.0), 10.0)],
+    ids=["inside", "left-edge", "corner", "outside"],
+)
+def test_warp_affine_of_a_small_crop_of_a_large_image_equals_the_bilinear_reference(center, rot):
+    """Only the sampled part of the image is converted and sampled: the same values as the whole image gives."""
+    rng = np.random.default_rng(11)
+    image = rng.uniform(0, 255, size=(3, 60, 80)).round().astype(np.uint8)
+    trans = get_affine_transform(np.array([center]), np.array([[0.08, 0.1]]), rot, (12, 16))
+    ours = warp_affine(torch.from_numpy(image)[None], torch.from_numpy(trans), (12, 16), dtype=torch.float64)
+    assert ours.dtype == torch.float64
+    expected = bilinear_reference(image.astype(np.float64), trans[0], 12, 16)
+    np.testing.assert_allclose(ours[0].numpy(), expected, atol=2e-3)  # float32 sampling positions
+    if center == (200.0, 200.0):
+        assert not ours.any()
+
+
 def test_single_bright_pixel_lands_where_the_affine_sends_it():
     image = torch.zeros(1, 1, 40, 50)
     image[0, 0, 17, 23] = 1.0

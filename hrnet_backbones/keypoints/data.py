@@ -319,11 +319,9 @@ class TopDownTransform:
         if flipped:  # sample the unflipped image: x_flipped = width - 1 - x
             mirror = np.array(((-1.0, 0.0, width - 1.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)))
             full = trans @ mirror
-        pixels = (
-            torch.tensor(img).permute(2, 0, 1).to(torch.float32) / 255.0
-        )  # a copy: Pillow's arrays are read-only
-        crop = warp_affine(pixels, torch.from_numpy(full), (w, h))
-        crop = (crop - self._mean) / self._std
+        pixels = torch.from_numpy(img if img.flags.writeable else img.copy())  # Pillow's arrays are read-only
+        crop = warp_affine(pixels.permute(2, 0, 1), torch.from_numpy(full), (w, h), dtype=torch.float32)
+        crop = (crop / 255.0 - self._mean) / self._std
         crop_joints = joints @ trans[:, :2].T + trans[:, 2]
         vis = visible.astype(np.float32)
         heatmaps, weights = self.codec.encode(

@@ -267,7 +267,35 @@ def _invert_affine(trans: Tensor) -> Tensor:
     return torch.cat((inv_a, -(inv_a @ t)), dim=-1)
 
 
-def warp_affine(images: ArrayLike, trans: ArrayLike, output_size: Sequence[int]) -> ArrayLike:
+def _sampled_region(img: Tensor, inv: Tensor, out_w: int, out_h: int) -> tuple[Tensor, Tensor]:
+    """The part of ``img`` (N, C, H, W) that the bilinear taps of the warp can reach, and the inverse affines
+    ``inv`` (N, 2, 3) moved into its frame: converting and sampling a person's crop of a large photo then costs
+    what the crop costs, not what the photo costs. Taps outside the image read 0 either way, so the result is
+    the same up to float rounding of the sampling positions."""
+    in_h, in_w = img.shape[-2:]
+    corners = torch.tensor(
+        ((0, out_w - 1, 0, out_w - 1), (0, 0, out_h - 1, out_h - 1), (1, 1, 1, 1)), dtype=inv.dtype
+    )
+    src = inv @ corners  # (N, 2, 4): where the corner pixels of the output sample the input
+    if not bool(torch.isfinite(src).all()):
+        return img, inv
+    lo = (src.amin(dim=(0, 2)).floor() - 1).tolist()  # one pixel of margin for the taps at floor(x) and x + 1
+    hi = (src.amax(dim=(0, 2)).ceil() + 2).tolist()
+    x0 = int(min(max(lo[0], 0), in_w - 1))
+    y0 = int(min(max(lo[1], 0), in_h - 1))
+    x1 = int(max(min(hi[0], in_w), x0 + 1))  # never empty: a warp entirely outside still samples zeros
+    y1 = int(max(min(hi[1], in_h), y0 + 1))
+    if (x0, y0, x1, y1) == (0, 0, in_w, in_h):
+        return img, inv
+    inv = inv.clone()
+    inv[:, 0, 2] -= x0
+    inv[:, 1, 2] -= y0
+    return img[..., y0:y1, x0:x1], inv
+
+
+def warp_affine(
+    images: ArrayLike, trans: ArrayLike, output_size: Sequence[int], *, dtype: torch.dtype | None = None
+) -> ArrayLike:
     """``cv2.warpAffine(img, M, output_size, flags=INTER_LINEAR)`` with a constant-0 border, batched.
 
     Output pixel ``(x, y)`` takes the bilinear interpolation of the input at ``M^{-1} (x, y)``, with pixel
@@ -279,6 +307,8 @@ def warp_affine(images: ArrayLike, trans: ArrayLike, output_size: Sequence[int])
         images: ``(N, C, H, W)`` or ``(C, H, W)``; float, or uint8 (returned rounded to uint8).
         trans: ``(N, 2, 3)`` (or ``(2, 3)``) forward affines, input pixels -> output pixels.
         output_size: ``(w, h)`` of the output.
+        dtype: of the output (default: the input's). A float dtype with a uint8 image returns the samples
+            unrounded, in 0..255; only the sampled part of the image is converted.
 
     Returns:
         ``(N, C, h, w)`` (or ``(C, h, w)``).
@@ -295,10 +325,12 @@ def warp_affine(images: ArrayLike, trans: ArrayLike, output_size: Sequence[int])
         t = t[None]
     if t.shape[-2:] != (2, 3) or t.shape[0] not in (1, img.shape[0]):
         raise ValueError(f"trans must be (N, 2, 3) with N = {img.shape[0]} (or 1), got {tuple(t.shape)}")
-    orig_dtype = img.dtype
+    orig_dtype = img.dtype if dtype is None else dtype
+    inv = _invert_affine(t.to(device=img.device, dtype=accurate_dtype(img.device))).expand(img.shape[0], 2, 3)
+    if img.device.type == "cpu":  # on a GPU the bounds would cost a device sync
+        img, inv = _sampled_region(img, inv, out_w, out_h)
     work = img.to(torch.float32) if not img.is_floating_point() else _float(img)
     n, _, in_h, in_w = work.shape
-    inv = _invert_affine(t.to(device=work.device, dtype=accurate_dtype(work.device))).expand(n, 2, 3)
     # Pixel-centre coordinates to grid_sample's [-1, 1] (align_corners=False): g = (2 * src + 1) / size - 1 with
     # src = A @ (x, y) + t, folded into one affine per axis and evaluated as an outer sum of the row and column
     # terms (a (N, H*W, 2) matmul in float64 costs several times the sampling itself).
