@@ -87,6 +87,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         help="DataLoader workers per process (default: 1 with one process, 0 with several: one per core)",
     )
+    p.add_argument(
+        "--cpu-amp",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="train with bfloat16 autocast (`train --cpu-amp`); auto: where the CPU has native bfloat16",
+    )
     p.add_argument("--nproc", type=int, default=1, help="processes (torchrun, gloo) (default: 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, help="keep the data and the run here (default: a temporary folder)")
@@ -100,6 +106,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.model = args.model or ("hrnet_w32" if args.kind == "pose" else "hrnetv2_w18")
     if args.workers is None:
         args.workers = 1 if args.nproc == 1 else 0
+    if args.cpu_amp == "auto":
+        from hrnet_backbones.fast import native_bf16_cpu
+
+        args.cpu_amp = "on" if native_bf16_cpu() else "off"
     if args.batch_size % args.nproc:
         p.error(f"--batch-size {args.batch_size} does not split into {args.nproc} processes")
     if args.json is None:
@@ -181,7 +191,9 @@ def pilot(args: argparse.Namespace, train_set, num_keypoints: int) -> tuple[floa
     times, t0 = [], time.perf_counter()
     for i, batch in enumerate(loader):
         x = batch["image"].contiguous(memory_format=torch.channels_last)
-        loss = loss_fn(model(x), batch["heatmaps"], batch["weights"])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.cpu_amp == "on"):
+            out = model(x)
+        loss = loss_fn(out.float(), batch["heatmaps"], batch["weights"])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -245,6 +257,8 @@ def run_training(args: argparse.Namespace, paths, out: Path, epochs: int) -> flo
         "--device", "cpu",
         "--force",
     ]  # fmt: skip
+    if args.cpu_amp == "on":
+        cmd.append("--cpu-amp")
     if args.quiet:
         cmd.append("--no-progress")
     if args.nproc > 1:
@@ -311,6 +325,20 @@ def print_curve(out: Path, metric: str) -> list[dict]:
     return epochs
 
 
+def machine() -> dict:
+    from hrnet_backbones.bench.runner import _cpu_name
+    from hrnet_backbones.fast import native_bf16_cpu
+
+    return {
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpus": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": native_bf16_cpu(),
+        "torch": torch.__version__,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.no_json and args.json.exists() and not args.force:
@@ -340,8 +368,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
 
+    amp = ", bfloat16 autocast" if args.cpu_amp == "on" else ", float32"
     print(
-        f"\ntrained {epochs} epochs in {wall / 60:.1f} min ({args.nproc} process(es), {args.threads} threads)"
+        f"\ntrained {epochs} epochs in {wall / 60:.1f} min ({args.nproc} process(es), {args.threads} threads{amp})"
     )
     print(f"\n{'held-out ' + metric:<28}  {'value':>7}")
     for name, stats in variants.items():
@@ -359,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
             "curve": curve,
             "held_out": variants,
             "constant_baseline": baseline,
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
+            "machine": machine(),
         }
         atomic_write_text(args.json, json.dumps(record, indent=2) + "\n")
         print(f"\nresults -> {args.json}")

@@ -32,6 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -91,6 +92,7 @@ _RESUME_FIXED = (
     "channels_last",
     "sync_bn",
     "amp",
+    "cpu_amp",
 )
 
 
@@ -101,8 +103,10 @@ class TrainConfig:
     ``train_ann`` / ``val_ann``: a COCO keypoint JSON (``head="pose"``, or landmarks in COCO format) or an
     HRNet-Facial landmark CSV (``.csv``, ``head="landmark"``). ``pretrained``: a timm tag of ``model``
     (``ms_in1k`` or ``hrnet_w32.ms_in1k``), ``local-dir:DIR`` or ``hf-hub:ORG/NAME``. ``resume``: a checkpoint
-    path, or ``"last"`` for ``out``'s. ``amp`` applies on CUDA only (bf16 where supported, else fp16 with a
-    gradient scaler). ``channels_last``: NHWC weights and activations (here 1.2x the training img/s of the
+    path, or ``"last"`` for ``out``'s. ``amp`` applies on CUDA (bf16 where supported, else fp16 with a
+    gradient scaler); on the CPU only with ``cpu_amp`` (bfloat16 autocast: 1.3x the training img/s of the small
+    benchmark trunk on an AVX512-BF16 CPU, slower than float32 on a CPU without native bfloat16).
+    ``channels_last``: NHWC weights and activations (here 1.2x the training img/s of the
     small benchmark trunk on the CPU); the written folder is the same either way.
     """
 
@@ -128,6 +132,7 @@ class TrainConfig:
     channels_last: bool = False
     sync_bn: bool = False
     amp: bool = True
+    cpu_amp: bool = False
     flip_test: bool = True
     val_every: int = 1
     layout: str | None = None
@@ -397,9 +402,25 @@ def _check_train_set(dataset: Dataset, config: TrainConfig, info: DistInfo, name
 
 # -------------------------------------------------------------------------------------------- the loop
 def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    if not (config.amp and device.type == "cuda"):
+    """The autocast dtype of the training forward, or None for float32."""
+    if not config.amp:
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and config.cpu_amp:
+        return torch.bfloat16  # no gradient scaler: bfloat16 has float32's exponent range
+    return None
+
+
+def _warn_slow_cpu_bf16(dtype: torch.dtype | None, info: DistInfo) -> None:
+    from .fast import native_bf16_cpu
+
+    if dtype == torch.bfloat16 and info.device.type == "cpu" and info.is_main and not native_bf16_cpu():
+        warnings.warn(
+            "--cpu-amp on a CPU without native bfloat16 (no AVX512-BF16 or AMX): autocast emulates it and trains "
+            "slower than float32; drop --cpu-amp here",
+            stacklevel=3,
+        )
 
 
 class _JsonLog:
@@ -614,6 +635,7 @@ def fit(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones(config.epochs), gamma=0.1)
     dtype = _autocast_dtype(config, info.device)
+    _warn_slow_cpu_bf16(dtype, info)
     scaler = torch.amp.GradScaler(info.device.type, enabled=dtype == torch.float16)
     state = TrainState(model, optimizer, scheduler, scaler, history=[])
     criterion = KeypointMSELoss(use_target_weight=True)
@@ -1015,6 +1037,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-amp", action="store_true", help="train in float32 on CUDA too (default: bf16/fp16 autocast)"
     )
+    p.add_argument(
+        "--cpu-amp",
+        action="store_true",
+        help="bfloat16 autocast on the CPU (faster only on CPUs with native bfloat16: AVX512-BF16 or AMX)",
+    )
     p.add_argument("--no-flip-test", action="store_true", help="validate without the flip test")
     p.add_argument(
         "--val-every", type=int, default=1, help="validate every N epochs and after the last (default: 1)"
@@ -1050,6 +1077,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         channels_last=args.channels_last,
         sync_bn=args.sync_bn,
         amp=not args.no_amp,
+        cpu_amp=args.cpu_amp,
         flip_test=not args.no_flip_test,
         val_every=args.val_every,
         layout=args.layout,

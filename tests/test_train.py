@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import warnings
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from hrnet_backbones.distributed import DistInfo
 from hrnet_backbones.keypoints import KeypointMSELoss
-from hrnet_backbones.train import TrainConfig, codec_config, fit, make_codec, milestones
+from hrnet_backbones.train import TrainConfig, _autocast_dtype, codec_config, fit, make_codec, milestones
 from tests.train_data import MICRO_ARCH, SIZE, Interrupted, Squares
 
 
@@ -305,4 +306,34 @@ def test_resume_keeps_the_memory_format_of_the_run(tmp_path):
     with pytest.raises(Interrupted):
         fit(config(tmp_path / "run", channels_last=True), Squares(8, fail_at_epoch=1))
     with pytest.raises(ValueError, match="channels_last"):
+        fit(config(tmp_path / "run", resume="last"), Squares(8))
+
+
+def test_cpu_amp_trains_in_bfloat16_autocast_and_writes_float32_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("HRNET_BACKBONES_CPU_BF16", "auto")
+    assert _autocast_dtype(config(tmp_path, cpu_amp=True), torch.device("cpu")) == torch.bfloat16
+    assert _autocast_dtype(config(tmp_path, cpu_amp=True, amp=False), torch.device("cpu")) is None
+    assert _autocast_dtype(config(tmp_path), torch.device("cpu")) is None
+    plain = fit(config(tmp_path / "plain"), Squares(8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the no-native-bfloat16 warning on CPUs without AVX512-BF16
+        amp = fit(config(tmp_path / "amp", cpu_amp=True), Squares(8))
+    losses = [[r["loss"] for r in log_records(out) if "time_s" not in r] for out in (plain, amp)]
+    assert losses[1] != losses[0]  # bfloat16 rounding shows ...
+    torch.testing.assert_close(losses[1], losses[0], rtol=5e-2, atol=0)  # ... and nothing more
+    weights = load_file(str(amp / "model.safetensors"))
+    assert {t.dtype for t in weights.values() if t.is_floating_point()} == {torch.float32}
+
+
+def test_cpu_amp_warns_on_a_cpu_without_native_bfloat16(tmp_path, monkeypatch):
+    monkeypatch.setenv("HRNET_BACKBONES_CPU_BF16", "0")
+    with pytest.warns(UserWarning, match="without native bfloat16"):
+        fit(config(tmp_path / "run", epochs=1, cpu_amp=True), Squares(8))
+
+
+def test_resume_keeps_the_autocast_of_the_run(tmp_path):
+    with pytest.raises(Interrupted), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit(config(tmp_path / "run", cpu_amp=True), Squares(8, fail_at_epoch=1))
+    with pytest.raises(ValueError, match="cpu_amp"):
         fit(config(tmp_path / "run", resume="last"), Squares(8))

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,18 @@ def test_val_every_scores_every_nth_epoch_and_the_last(coco, tmp_path):
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records if "val" in r] == [2, 3]
     assert "val AP" in json.loads((out / "config.json").read_text())["pretrained_cfg"]["metrics"]
+
+
+def test_cpu_amp_is_recorded_in_the_checkpoint(coco, tmp_path, monkeypatch):
+    monkeypatch.setenv("HRNET_BACKBONES_CPU_BF16", "auto")
+    out = tmp_path / "model"
+    args = train_args(coco, out, "--cpu-amp")
+    args[args.index("--epochs") + 1] = "1"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the no-native-bfloat16 warning on CPUs without AVX512-BF16
+        assert main(args) == 0
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt["config"]["cpu_amp"] is True
 
 
 def test_pose_takes_the_trained_folder(trained, coco, tmp_path, capsys):
