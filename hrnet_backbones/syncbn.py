@@ -8,8 +8,8 @@ collectives per layer and training step (one in the forward, one in the backward
 * forward: each process takes the per-channel mean and biased variance of its part of the batch with torch's own
   BatchNorm statistics kernel (``torch.batch_norm_update_stats``: two passes, mean first, so no
   ``E[x^2] - E[x]^2`` cancellation over the elements), turns them into ``n * mean`` and ``n * (var + mean^2)`` in
-  float64 and sums those and ``n`` over the processes in ONE ``all_reduce``; the output is ``F.batch_norm`` with
-  the global mean and variance. The running statistics are updated as ``nn.BatchNorm2d`` would with the whole
+  float64 and sums those and ``n`` over the processes in ONE ``all_reduce``; the output is the input normalised
+  with the global mean and variance (one ``addcmul`` pass, in the input's memory format). The running statistics are updated as ``nn.BatchNorm2d`` would with the whole
   batch: momentum (or the cumulative average for ``momentum=None``) and the unbiased variance of the global count.
 * backward: the per-channel ``sum(dy)`` and ``sum(dy * xhat)`` from torch's batch-norm backward kernel, ONE
   ``all_reduce``, and ``grad_input`` with the global count. ``grad_weight`` and ``grad_bias`` are this process's
@@ -27,7 +27,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -62,16 +61,16 @@ class _SyncBatchNormFunction(torch.autograd.Function):
         momentum: float,
         group: Any,
     ) -> torch.Tensor:
-        channels = x.shape[1]
+        channels, nd = x.shape[1], x.dim()
         local_count = x.numel() // channels if channels else 0
-        stats_dtype = weight.dtype if weight is not None else x.dtype
         if local_count > 0:
             mean, var = torch.batch_norm_update_stats(x, None, None, 0.0)
         else:  # an empty part of the batch adds nothing to the sums
-            mean = var = x.new_zeros(channels, dtype=stats_dtype)
-        mean64, var64 = mean.double(), var.double()
-        n = torch.full((1,), float(local_count), dtype=torch.float64, device=x.device)
-        sums = torch.cat([mean64 * local_count, (var64 + mean64.square()) * local_count, n])
+            mean = var = x.new_zeros(channels)
+        # one float64 buffer [n * mean, n * (var + mean^2), n] for one all_reduce
+        sums = torch.cat([mean, var, mean.new_ones(1)]).double()
+        sums[channels:-1].addcmul_(sums[:channels], sums[:channels])
+        sums.mul_(local_count)
         dist.all_reduce(sums, group=group)
         count = int(sums[-1].item())
         if count <= 1:
@@ -79,15 +78,21 @@ class _SyncBatchNormFunction(torch.autograd.Function):
                 f"batch norm in training needs more than one value per channel over all processes, got {count} "
                 f"(input shape {tuple(x.shape)} here): use a larger batch or input"
             )
-        mean64 = sums[:channels] / count
-        var64 = (sums[channels : 2 * channels] / count - mean64.square()).clamp_(min=0.0)
+        moments = sums[:-1].div_(count)  # [mean, E[x^2]] of the whole batch
+        mean64, var64 = moments[:channels], moments[channels:]
+        var64.addcmul_(mean64, mean64, value=-1.0).clamp_(min=0.0)
         if running_mean is not None and running_var is not None:
-            running_mean.mul_(1.0 - momentum).add_(mean64.to(running_mean.dtype), alpha=momentum)
-            unbiased = var64 * (count / (count - 1))
-            running_var.mul_(1.0 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
-        mean, var = mean64.to(stats_dtype), var64.to(stats_dtype)
-        out = F.batch_norm(x, mean, var, weight, bias, training=False, momentum=0.0, eps=eps)
-        ctx.save_for_backward(x, weight, mean, torch.rsqrt(var + eps))
+            running_mean.lerp_(mean64.to(running_mean.dtype), momentum)
+            running_var.lerp_((var64 * (count / (count - 1))).to(running_var.dtype), momentum)
+        stats = moments.to(weight.dtype if weight is not None else x.dtype)
+        mean, invstd = stats[:channels], stats[channels:].add(eps).rsqrt_()
+        # out = x * scale + shift, scale = weight * invstd, shift = bias - mean * scale: one pass (the arithmetic
+        # of torch's CPU batch-norm kernel), in x's memory format
+        scale = invstd if weight is None else invstd * weight
+        shift = -mean * scale if bias is None else torch.addcmul(bias, mean, scale, value=-1.0)
+        out = torch.empty_like(x)
+        torch.addcmul(_per_channel(shift, nd).to(x.dtype), x, _per_channel(scale, nd).to(x.dtype), out=out)
+        ctx.save_for_backward(x, weight, mean, invstd)
         ctx.count, ctx.eps, ctx.group = count, eps, group
         return out
 
@@ -95,7 +100,7 @@ class _SyncBatchNormFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         x, weight, mean, invstd = ctx.saved_tensors
-        channels = x.shape[1]
+        channels, nd = x.shape[1], x.dim()
         if x.numel() > 0:
             # training-mode backward with the global mean / invstd: its grad_weight and grad_bias outputs are the
             # local sum(dy * xhat) and sum(dy) (torch's fast, memory-format-aware reduction kernel)
@@ -104,21 +109,26 @@ class _SyncBatchNormFunction(torch.autograd.Function):
             )
         else:
             sum_dy_xhat = sum_dy = mean.new_zeros(channels)
-        sums = torch.cat([sum_dy, sum_dy_xhat]).double()
-        dist.all_reduce(sums, group=ctx.group)
-        mean_dy = (sums[:channels] / ctx.count).to(mean.dtype)
-        mean_dy_xhat = (sums[channels:] / ctx.count).to(mean.dtype)
+        means = torch.cat([sum_dy, sum_dy_xhat])
+        dist.all_reduce(means, group=ctx.group)
+        means.div_(ctx.count)
+        mean_dy, mean_dy_xhat = means[:channels], means[channels:]
         grad_x = None
         if ctx.needs_input_grad[0]:
             # grad_x = scale * (dy - mean_dy - xhat * mean_dy_xhat), xhat = (x - mean) * invstd, written as
-            # dy * scale + x * slope + offset: two passes over the tensor, in x's memory format
+            # dy * scale - x * slope + offset: two passes over the tensor, in x's memory format
             scale = invstd if weight is None else invstd * weight
-            slope = -scale * invstd * mean_dy_xhat
-            offset = -scale * mean_dy - mean * slope
-            nd = x.dim()
+            slope = scale * invstd * mean_dy_xhat
+            offset = mean * slope - scale * mean_dy
             grad_x = torch.empty_like(x)
-            torch.addcmul(_per_channel(offset, nd), x, _per_channel(slope, nd), out=grad_x)
-            grad_x.addcmul_(dy, _per_channel(scale, nd))
+            torch.addcmul(
+                _per_channel(offset, nd).to(x.dtype),
+                x,
+                _per_channel(slope, nd).to(x.dtype),
+                value=-1.0,
+                out=grad_x,
+            )
+            grad_x.addcmul_(dy, _per_channel(scale, nd).to(x.dtype))
         grad_weight = sum_dy_xhat if weight is not None and ctx.needs_input_grad[1] else None
         grad_bias = sum_dy if ctx.needs_input_grad[2] else None
         return grad_x, grad_weight, grad_bias, None, None, None, None, None

@@ -55,6 +55,11 @@ def batch(step: int, layout: str) -> tuple[torch.Tensor, torch.Tensor]:
     return x, weights
 
 
+def far_from_zero() -> torch.Tensor:
+    """(2 * HALF, 4, 8, 8) values 1000 + N(0, 1): E[x^2] - E[x]^2 in float32 loses the variance here."""
+    return 1000.0 + torch.randn(WORLD * HALF, 4, 8, 8, generator=torch.Generator().manual_seed(7))
+
+
 def loss_fn(out: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (out.square() * weights).mean() + out.mean()
 
@@ -125,6 +130,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             finally:
                 dist.all_reduce = all_reduce
             results[layout]["all_reduce_calls"] = len(calls)
+        bn = CPUSyncBatchNorm(4).train()
+        results["far_from_zero"] = dict(
+            out=bn(far_from_zero()[rank * HALF : (rank + 1) * HALF]), var=bn.running_var
+        )
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -207,6 +216,19 @@ def test_each_synchronised_layer_makes_one_all_reduce_forward_and_one_backward(t
         two_processes[r][layout]["all_reduce_calls"] == 2 * BATCH_NORMS * STEPS
         for r in range(WORLD)
         for layout in LAYOUTS
+    )
+
+
+def test_statistics_of_values_far_from_zero_are_not_lost_to_cancellation(two_processes):
+    x = far_from_zero().double()
+    var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0)
+    expected = (x - mean.view(1, -1, 1, 1)) / (var.view(1, -1, 1, 1) + 1e-5).sqrt()
+    synced = torch.cat([two_processes[r]["far_from_zero"]["out"] for r in range(WORLD)]).double()
+    # float32 holds 1000 + x to 6e-5: the output can be no closer than that
+    torch.testing.assert_close(synced, expected, rtol=0, atol=1e-3)
+    unbiased = torch.var(x, dim=(0, 2, 3))
+    torch.testing.assert_close(
+        two_processes[0]["far_from_zero"]["var"].double(), 0.9 + 0.1 * unbiased, rtol=1e-4, atol=0
     )
 
 
