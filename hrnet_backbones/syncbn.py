@@ -9,8 +9,9 @@ collectives per layer and training step (one in the forward, one in the backward
   BatchNorm statistics kernel (``torch.batch_norm_update_stats``: two passes, mean first, so no
   ``E[x^2] - E[x]^2`` cancellation over the elements), turns them into ``n * mean`` and ``n * (var + mean^2)`` in
   float64 and sums those and ``n`` over the processes in ONE ``all_reduce``; the output is the input normalised
-  with the global mean and variance (one ``addcmul`` pass, in the input's memory format). The running statistics are updated as ``nn.BatchNorm2d`` would with the whole
-  batch: momentum (or the cumulative average for ``momentum=None``) and the unbiased variance of the global count.
+  with the global mean and variance (one ``addcmul`` pass, in the input's memory format). The running
+  statistics are updated as ``nn.BatchNorm2d`` would with the whole batch: momentum (or the cumulative average
+  for ``momentum=None``) and the unbiased variance of the global count.
 * backward: the per-channel ``sum(dy)`` and ``sum(dy * xhat)`` from torch's batch-norm backward kernel, ONE
   ``all_reduce``, and ``grad_input`` with the global count. ``grad_weight`` and ``grad_bias`` are this process's
   sums; DDP averages them over the processes, exactly as for ``nn.SyncBatchNorm``.
