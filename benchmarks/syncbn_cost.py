@@ -8,8 +8,8 @@ benchmark's small trunk (`SMALL_ARCH`, a 17-keypoint pose head) on random 128x96
 DDP: forward, heatmap MSE, backward, Adam step. Both models (plain BatchNorm2d and `CPUSyncBatchNorm`) are built
 in the same processes and timed in alternating rounds, so a change of load on the machine hits both alike. Prints
 the median step time of each (the slower rank's), the ratio, the number of synchronised layers and all_reduce
-calls per step (2 per layer: one forward, one backward), the median time spent inside those calls (waiting for
-the other process included) and, for scale, the median time of one such all_reduce alone, back to back.
+calls per step (2 per layer: one forward, one backward), the median time spent inside those calls, forward and
+backward (waiting for the other process included) and, for scale, one such all_reduce alone, back to back.
 """
 
 from __future__ import annotations
@@ -54,19 +54,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 class _CallTimer:
     """Counts the calls of ``dist.all_reduce`` (made from Python: the SyncBN layers; DDP's own reductions run in
-    C++ and are not counted) and the seconds spent in them."""
+    C++ and are not counted) and the seconds spent in them, forward and backward apart (the forward's buffer holds
+    2C + 1 values, the backward's 2C)."""
 
     def __init__(self) -> None:
-        self.calls, self.seconds = 0, 0.0
+        self.calls, self.forward_s, self.backward_s = 0, 0.0, 0.0
         self.original = dist.all_reduce
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, tensor: torch.Tensor, *args, **kwargs):
         start = time.perf_counter()
         try:
-            return self.original(*args, **kwargs)
+            return self.original(tensor, *args, **kwargs)
         finally:
             self.calls += 1
-            self.seconds += time.perf_counter() - start
+            if tensor.numel() % 2:
+                self.forward_s += time.perf_counter() - start
+            else:
+                self.backward_s += time.perf_counter() - start
 
 
 def _worker(rank: int, port: int, args: argparse.Namespace, queue) -> None:
@@ -80,7 +84,7 @@ def _worker(rank: int, port: int, args: argparse.Namespace, queue) -> None:
             torch.manual_seed(0)
             model = timm.create_model("hrnet_w32", arch=SMALL_ARCH, head="pose", num_classes=17)
             model = model.to(memory_format=torch.channels_last).train()
-            ddp = _wrap(model, info, sync_bn=sync_bn)
+            ddp = _wrap(model, info, sync_bn=sync_bn)  # as train does
             models[sync_bn] = (ddp, torch.optim.Adam(ddp.parameters(), lr=1e-3))
         layers = sum(isinstance(m, CPUSyncBatchNorm) for m in models[True][0].modules())
         h, w = args.input_size
@@ -105,14 +109,14 @@ def _worker(rank: int, port: int, args: argparse.Namespace, queue) -> None:
             for _ in range(args.rounds):
                 for sync_bn in (False, True):
                     for _ in range(args.steps):
-                        timer.calls, timer.seconds = 0, 0.0
+                        timer.calls, timer.forward_s, timer.backward_s = 0, 0.0, 0.0
                         dist.barrier()
                         start = time.perf_counter()
                         step(sync_bn)
                         times[sync_bn].append(time.perf_counter() - start)
                         if sync_bn:
                             reduce_calls.append(timer.calls)
-                            reduce_seconds.append(timer.seconds)
+                            reduce_seconds.append((timer.forward_s, timer.backward_s))
         finally:
             dist.all_reduce = timer.original
         # the floor: back-to-back all_reduces of one layer's statistics (2 x 128 channels + the count, float64)
@@ -161,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"step with SyncBN:    {synced:.1f} ms (x{synced / plain:.3f})")
     print(
         f"synchronised layers: {r0['layers']}; all_reduce calls per step: {statistics.median(r0['calls']):.0f}; "
-        f"time in them: {statistics.median(r0['reduce_s']) * 1e3:.1f} ms per step (rank 0, median)"
+        f"time in them per step (rank 0, median): "
+        f"{statistics.median(f for f, _ in r0['reduce_s']) * 1e3:.1f} ms forward, "
+        f"{statistics.median(b for _, b in r0['reduce_s']) * 1e3:.1f} ms backward"
     )
     print(f"one all_reduce alone, back to back: {statistics.median(r0['latency']) * 1e6:.0f} us (median)")
     return 0
