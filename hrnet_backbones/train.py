@@ -17,8 +17,9 @@ of DataLoader workers or on where a run was interrupted: ``resume`` continues ex
 would have (bit-identical weights on the CPU).
 
 Several processes (``torchrun --nproc_per_node N -m hrnet_backbones train ...``): DDP, a
-``DistributedSampler``, optional SyncBatchNorm (CUDA), ``batch_size`` per process; rank 0 alone logs, shows the
-progress bar and writes files; validation predictions are gathered from every rank before the metric.
+``DistributedSampler``, optional SyncBatchNorm (``sync_bn``: torch's on CUDA, :mod:`hrnet_backbones.syncbn` on the
+CPU with gloo), ``batch_size`` per process; rank 0 alone logs, shows the progress bar and writes files;
+validation predictions are gathered from every rank before the metric.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from .cliutil import input_size_arg
 from .distributed import DistInfo, all_gather_object, all_reduce_sum, barrier, init_distributed_mode
 from .fileio import atomic_path, atomic_write_bytes, atomic_write_text
 from .keypoints import KeypointMSELoss, MSRAHeatmap, UDPHeatmap
+from .syncbn import convert_sync_batchnorm
 
 __all__ = [
     "CODECS",
@@ -263,10 +265,8 @@ def _wrap(model: nn.Module, info: DistInfo, sync_bn: bool) -> nn.Module:
     model = model.to(info.device)
     if not info.distributed:
         return model
-    if sync_bn:
-        if info.device.type == "cpu":
-            raise ValueError("--sync-bn needs CUDA devices (torch's SyncBatchNorm has no CPU implementation)")
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if sync_bn:  # torch's SyncBatchNorm on CUDA, ours (gloo) on the CPU
+        model = convert_sync_batchnorm(model)
     ids = [info.device.index] if info.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
@@ -1033,7 +1033,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="NHWC activations and weights (faster convolutions on most CPUs and on CUDA with AMP)",
     )
-    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes (CUDA)")
+    p.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="batch norm statistics over every process's batch (SyncBatchNorm; CUDA or CPU)",
+    )
     p.add_argument(
         "--no-amp", action="store_true", help="train in float32 on CUDA too (default: bf16/fp16 autocast)"
     )

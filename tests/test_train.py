@@ -253,14 +253,6 @@ def test_two_process_ddp_gradients_equal_one_process_with_the_doubled_batch(tmp_
         torch.testing.assert_close(ddp_grads[name], p.grad, rtol=0, atol=1e-5 * scale, msg=name)
 
 
-def test_sync_bn_on_the_cpu_is_refused_with_the_reason():
-    from hrnet_backbones.train import _wrap
-
-    model = timm.create_model("hrnet_w32", arch=json.loads(MICRO_ARCH), head="pose", num_classes=3)
-    with pytest.raises(ValueError, match="needs CUDA"):
-        _wrap(model, DistInfo(rank=0, world_size=2), sync_bn=True)
-
-
 # ------------------------------------------------------------------------------------------ start and options
 def test_an_imagenet_trunk_starts_a_pose_model_without_its_classifier(tmp_path):
     """The usual start: a classification folder (here the tiny official ImageNet fixture, converted) gives the

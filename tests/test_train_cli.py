@@ -16,6 +16,7 @@ import timm
 import torch
 
 from hrnet_backbones.cli import main
+from hrnet_backbones.syncbn import CPUSyncBatchNorm
 from tests.coco_fixture import coco_dict, write_coco
 from tests.train_data import MICRO_ARCH
 
@@ -156,7 +157,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_torchrun_with_two_processes_writes_one_folder(coco, tmp_path):
+def test_torchrun_with_two_processes_and_sync_bn_writes_one_ordinary_folder(coco, tmp_path):
+    """--sync-bn on the CPU (gloo) and --channels-last, as the learning benchmark trains: one folder, of plain
+    BatchNorm2d keys, that loads as an ordinary model."""
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [
@@ -169,7 +172,7 @@ def test_torchrun_with_two_processes_writes_one_folder(coco, tmp_path):
         str(_free_port()),
         "-m",
         "hrnet_backbones",
-        *train_args(coco, out, "--log-every", "1", val=True),
+        *train_args(coco, out, "--log-every", "1", "--sync-bn", "--channels-last", val=True),
     ]
     cmd[cmd.index("--batch-size") + 1] = "1"  # 3 instances: one step of 1 + 1 per epoch
     done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
@@ -180,7 +183,10 @@ def test_torchrun_with_two_processes_writes_one_folder(coco, tmp_path):
     assert len(records) == 4  # rank 0 alone logs: 2 step records + 2 epoch records
     assert all(0.0 <= r["val"]["AP"] <= 1.0 for r in epochs)  # predictions gathered from both ranks
     assert done.stdout.count("wrote ") == 1
-    assert timm.create_model(f"local-dir:{out}", pretrained=True).num_classes == 17
+    model = timm.create_model(f"local-dir:{out}", pretrained=True)  # strict loading: the keys of plain BN
+    assert model.num_classes == 17
+    assert all(type(m) is not CPUSyncBatchNorm for m in model.modules())
+    assert int(model.bn1.num_batches_tracked) == 2  # one synchronised step per epoch
 
 
 def test_a_landmark_model_trains_on_a_face_csv_and_reports_nme(tmp_path, capsys):
