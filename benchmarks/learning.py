@@ -1,7 +1,7 @@
 """Proof that the pieces learn together: synthetic data -> `hrnet-backbones train` -> held-out accuracy.
 
     python benchmarks/learning.py                      # pose: AP of a small HRNet trained from scratch, 20 min
-    python benchmarks/learning.py --nproc 2 --epochs N # the same run (N: its epochs) under torchrun, 2 processes
+    python benchmarks/learning.py --nproc 2 --sync-bn --epochs N  # the same run (N: its epochs), 2 processes
     python benchmarks/learning.py --kind face --minutes 10   # landmarks: NME on synthetic 300W-style faces
     python benchmarks/learning.py --minutes 3 --images 200 --input-size 64 48   # a quick end-to-end check
 
@@ -96,6 +96,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("auto", "on", "off"),
         default="auto",
         help="train with bfloat16 autocast (`train --cpu-amp`); auto: where the CPU has native bfloat16",
+    )
+    p.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="batch norm over the global batch with --nproc (`train --sync-bn`)",
     )
     p.add_argument("--nproc", type=int, default=1, help="processes (torchrun, gloo) (default: 1)")
     p.add_argument("--seed", type=int, default=0)
@@ -264,6 +269,8 @@ def run_training(args: argparse.Namespace, paths, out: Path, epochs: int) -> flo
     ]  # fmt: skip
     if args.cpu_amp == "on":
         cmd.append("--cpu-amp")
+    if args.sync_bn:
+        cmd.append("--sync-bn")
     if args.quiet:
         cmd.append("--no-progress")
     if args.nproc > 1:
