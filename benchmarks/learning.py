@@ -89,7 +89,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--workers",
         type=int,
-        help="DataLoader workers per process (default: 1 with one process, 0 with several: one per core)",
+        help="DataLoader workers per process (default: 0; on 2 cores a worker process competes with the training "
+        "threads: 0.173 against 0.238 s per step with bfloat16, 0.236 against 0.275 s in float32)",
     )
     p.add_argument(
         "--cpu-amp",
@@ -114,7 +115,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.input_size = [128, 96] if args.kind == "pose" else [128, 128]
     args.model = args.model or ("hrnet_w32" if args.kind == "pose" else "hrnetv2_w18")
     if args.workers is None:
-        args.workers = 1 if args.nproc == 1 else 0
+        args.workers = 0
     if args.cpu_amp == "auto":
         from hrnet_backbones.fast import native_bf16_cpu
 
