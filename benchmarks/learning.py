@@ -35,6 +35,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -178,7 +179,7 @@ def build_sets(args: argparse.Namespace, paths):
 
 
 # ---------------------------------------------------------------------------------------------- the budget
-PILOT_STEPS = 24  # after the first 4 (workers starting, their prefetched batches, kernels warming up)
+PILOT_STEPS = 40  # after the first 4 (workers starting, their prefetched batches, kernels warming up)
 
 
 def pilot(args: argparse.Namespace, train_set, num_keypoints: int) -> tuple[float, float]:
@@ -216,7 +217,8 @@ def pilot(args: argparse.Namespace, train_set, num_keypoints: int) -> tuple[floa
     t0 = time.perf_counter()
     for i in range(2 * b):
         train_set[i % len(train_set)]
-    return sum(times) / len(times), (time.perf_counter() - t0) / (2 * b)
+    # the median: one stall of the machine in a few seconds of timing cost a run a quarter of its epochs
+    return statistics.median(times), (time.perf_counter() - t0) / (2 * b)
 
 
 def choose_epochs(args: argparse.Namespace, train_set, val_set, k: int) -> int:
@@ -227,8 +229,9 @@ def choose_epochs(args: argparse.Namespace, train_set, val_set, k: int) -> int:
     # validation (the curve, without the flip test): the data pipeline and a forward of every held-out crop (a
     # forward is about a third of a training step)
     val_s = len(val_set) / args.nproc * (sample_s + step_s / (args.batch_size // args.nproc) / 3)
-    # the margin: measured 1.1x the pilot's estimate in a 20-minute run (logging, checkpoints, the epoch's end)
-    epoch_s = (steps * step_s + val_s / args.val_every) * 1.15
+    # the margin: epochs took 1.09x the median-based estimate in a 20-minute run (slower steps, checkpoints, the
+    # epoch's end), and the run starts and ends outside the epochs
+    epoch_s = (steps * step_s + val_s / args.val_every) * 1.12
     epochs = max(1, int(args.minutes * 60 / epoch_s))
     print(
         f"budget {args.minutes:g} min: {step_s:.3f} s per training step with data loading, "
