@@ -35,7 +35,6 @@ import os
 import platform
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -179,7 +178,7 @@ def build_sets(args: argparse.Namespace, paths):
 
 
 # ---------------------------------------------------------------------------------------------- the budget
-PILOT_STEPS = 40  # after the first 4 (workers starting, their prefetched batches, kernels warming up)
+PILOT_STEPS = 40  # after the first 8 (workers starting, their prefetched batches, kernels warming up)
 
 
 def pilot(args: argparse.Namespace, train_set, num_keypoints: int) -> tuple[float, float]:
@@ -209,7 +208,7 @@ def pilot(args: argparse.Namespace, train_set, num_keypoints: int) -> tuple[floa
         loss.backward()
         opt.step()
         t1 = time.perf_counter()
-        if i >= 4:
+        if i >= 8:
             times.append(t1 - t0)
         t0 = t1
         if len(times) == PILOT_STEPS:
@@ -217,8 +216,7 @@ def pilot(args: argparse.Namespace, train_set, num_keypoints: int) -> tuple[floa
     t0 = time.perf_counter()
     for i in range(2 * b):
         train_set[i % len(train_set)]
-    # the median: one stall of the machine in a few seconds of timing cost a run a quarter of its epochs
-    return statistics.median(times), (time.perf_counter() - t0) / (2 * b)
+    return sum(times) / len(times), (time.perf_counter() - t0) / (2 * b)
 
 
 def choose_epochs(args: argparse.Namespace, train_set, val_set, k: int) -> int:
@@ -229,9 +227,10 @@ def choose_epochs(args: argparse.Namespace, train_set, val_set, k: int) -> int:
     # validation (the curve, without the flip test): the data pipeline and a forward of every held-out crop (a
     # forward is about a third of a training step)
     val_s = len(val_set) / args.nproc * (sample_s + step_s / (args.batch_size // args.nproc) / 3)
-    # the margin: epochs took 1.09x the median-based estimate in a 20-minute run (slower steps, checkpoints, the
-    # epoch's end), and the run starts and ends outside the epochs
-    epoch_s = (steps * step_s + val_s / args.val_every) * 1.12
+    # the margin: epochs took 1.09x the estimate from steady steps (checkpoints, the epoch's end), and the run
+    # starts and ends outside them. The speed of a shared machine drifts by 10-20 % from minute to minute (timed
+    # steps of one run: 0.174 s on average; pilots before it: 0.17-0.21 s), so a budget is an estimate.
+    epoch_s = (steps * step_s + val_s / args.val_every) * 1.10
     epochs = max(1, int(args.minutes * 60 / epoch_s))
     print(
         f"budget {args.minutes:g} min: {step_s:.3f} s per training step with data loading, "
