@@ -127,6 +127,66 @@ def profile_openvino(path, x, threads, rounds):
     return total, split, ops
 
 
+def conv_calls(model, x) -> int:
+    """Fused convolution calls in one forward of the fast path."""
+    from hrnet_backbones.fast import FusedConv2d
+
+    fast = hrnet_backbones.optimize_for_inference(model)
+    calls = []
+    hooks = [
+        m.register_forward_hook(lambda *a: calls.append(1))
+        for m in fast.modules()
+        if isinstance(m, FusedConv2d)
+    ]
+    with torch.inference_mode():
+        fast(x)
+    for h in hooks:
+        h.remove()
+    return len(calls)
+
+
+def call_costs(rounds: int) -> dict[str, float]:
+    """Microseconds per call on a trivial 3x3 convolution (8 channels, 4x3 pixels: no arithmetic to speak of), so
+    what is left is each engine's fixed cost per convolution."""
+    import torch.nn.functional as F
+
+    ops = torch.ops.mkldnn
+    x = torch.randn(1, 8, 4, 3).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(8, 8, 3, 3), torch.randn(8)
+    pad, one = [1, 1], [1, 1]
+    packed = ops._reorder_convolution_weight(w, pad, one, one, 1, list(x.shape))
+    y = ops._convolution_pointwise(x, packed, b, pad, one, one, 1, "none", [], "")
+    w_cl = w.contiguous(memory_format=torch.channels_last)
+
+    def per_call(fn) -> float:
+        n = 2000
+        return _median_ms(lambda: [fn() for _ in range(n)], rounds) * 1e3 / n
+
+    conv = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU()).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        from hrnet_backbones.deploy.runtime import open_session
+
+        path = Path(tmp) / "conv.onnx"
+        _export_onnx(conv, path, x.contiguous(), ["out"], False, "torchscript")
+        run_onnx = open_session(path, "onnxruntime", torch.get_num_threads())
+        xn = x.contiguous().numpy()
+        ort_us = per_call(lambda: run_onnx(xn))
+    with torch.inference_mode():
+        return {
+            "oneDNN fused conv + bias + ReLU (the fast path's op)": per_call(
+                lambda: ops._convolution_pointwise(x, packed, b, pad, one, one, 1, "relu", [], "")
+            ),
+            "oneDNN fused conv + bias + add + ReLU, in place": per_call(
+                lambda: ops._convolution_pointwise_.binary(
+                    y, x, packed, b, pad, one, one, 1, "add", 1.0, "relu", [], ""
+                )
+            ),
+            "F.conv2d + bias (channels_last)": per_call(lambda: F.conv2d(x, w_cl, b, 1, 1)),
+            "torch.relu_ (any dispatched op)": per_call(lambda: torch.relu_(y)),
+            "ONNX Runtime: a whole session.run of a one-convolution graph": ort_us,
+        }
+
+
 def _shares(split: collections.Counter) -> str:
     total = sum(split.values()) or 1
     return "  ".join(f"{k} {split[k] / total:5.1%}" for k in KINDS)
@@ -164,6 +224,19 @@ def main() -> None:
         print(
             f"  {hw[0]:>4d}x{hw[1]:<4d} {fast_sizes[hw] / fast_total:10.1%} {ort_sizes[hw] / ort_total:13.1%}"
         )
+    calls = conv_calls(model, x)
+    costs = call_costs(args.rounds)
+    print(
+        f"\nfixed cost per call, trivial convolution, {args.threads} thread(s) (the fast path makes {calls} calls):"
+    )
+    for name, us in costs.items():
+        print(f"  {name:55s} {us:6.1f} us")
+    fused = next(iter(costs.values()))
+    print(
+        f"  {calls} calls x {fused:.1f} us = {calls * fused / 1e3:.1f} ms of fixed cost per forward "
+        f"({calls * fused / 1e3 / fast_ms:.0%} of the fast path's {fast_ms:.1f} ms; the gap to the faster runtime: "
+        f"{fast_ms - min(ort_ms, ov_ms):.1f} ms)"
+    )
     print("\nfast path, top ops by self time:\n" + fast_table)
     for name, ops in (("ONNX Runtime", ort_ops), ("OpenVINO", ov_ops)):
         total = sum(ops.values()) or 1
