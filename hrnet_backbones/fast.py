@@ -122,6 +122,14 @@ def _probe_onednn_bf16() -> bool:
 #: ``conv2d`` 1705 ms (simulated with oneDNN turned off).
 ONEDNN_BF16 = _probe_onednn_bf16()
 
+#: float32 convolutions smaller than this many multiply-adds per call (batch included) run as plain ``conv2d`` +
+#: in-place add / ReLU. One call of oneDNN's fused op has a fixed cost of ~30 us (its primitive descriptor is
+#: rebuilt on every call for channels_last tensors) against ~5 us for ``conv2d``: measured on one thread of an
+#: AVX-512 EPYC, 1x1 convolutions of 0.4-1.6 M multiply-adds ran in 0.42-0.81x the time through ``conv2d``, 3x3
+#: ones of 1.8 M in 0.93-1.05x, while from ~3 M on oneDNN's kernels and pre-packed weights win (1.0-1.3x).
+#: ``benchmarks/deploy_profile.py`` prints these per-call costs.
+SMALL_CONV_MACS = 2_000_000
+
 
 class FusedConv2d(nn.Module):
     """A convolution with its BatchNorm folded in, computing ``act(conv(x) + bias [+ add])`` in one pass.
@@ -205,6 +213,12 @@ class FusedConv2d(nn.Module):
             self._packed, self._packed_key = wc, key
         return self._packed
 
+    def _macs(self, x: torch.Tensor) -> int:
+        """Multiply-adds of this convolution on ``x`` (N, C, H, W)."""
+        out_c, in_c, kh, kw = self.weight.shape
+        n, _, h, w = x.shape
+        return n * out_c * in_c * kh * kw * (h // self.stride[0]) * (w // self.stride[1])
+
     def _onednn_dtype(self, x: torch.Tensor, add: torch.Tensor | None) -> torch.dtype | None:
         """The dtype oneDNN's fused kernels compute this call in, or None for the portable ``conv2d`` path.
 
@@ -214,6 +228,8 @@ class FusedConv2d(nn.Module):
         if not ONEDNN_FUSION or x.device.type != "cpu":
             return None
         if x.dtype == torch.float32:
+            if self._macs(x) < SMALL_CONV_MACS:
+                return None
             compute = torch.float32
         elif x.dtype == torch.bfloat16:
             compute = torch.bfloat16 if ONEDNN_BF16 else torch.float32

@@ -106,10 +106,45 @@ def test_portable_path_matches_onednn_path(monkeypatch):
     fast = optimize_for_inference(model)
     x = torch.randn(1, 3, 67, 45)
     with torch.no_grad():
+        monkeypatch.setattr(fast_module, "SMALL_CONV_MACS", 0)  # oneDNN for every convolution
         fused = fast(x)
         monkeypatch.setattr(fast_module, "ONEDNN_FUSION", False)
         portable = fast(x)
     assert_close_rel(portable, fused, rel=1e-5)
+
+
+class _OneDNNConvCount(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.calls += func.namespace == "mkldnn" and "convolution_pointwise" in func.__name__
+        return func(*args, **(kwargs or {}))
+
+
+def test_small_float32_convolutions_skip_onednn_and_large_ones_use_it(monkeypatch):
+    """oneDNN's fused op has a fixed cost per call that outweighs its kernel on small convolutions."""
+    fast = optimize_for_inference(_tiny("v1-pose"))
+    x = torch.randn(2, 3, 64, 48)
+    sizes = []
+    hooks = [
+        m.register_forward_pre_hook(lambda m, args: sizes.append(m._macs(args[0])))
+        for m in fast.modules()
+        if isinstance(m, fast_module.FusedConv2d)
+    ]
+    with torch.no_grad():
+        fast(x)
+        for h in hooks:
+            h.remove()
+        threshold = sorted(sizes)[len(sizes) // 2]  # half the calls below, half at or above
+        monkeypatch.setattr(fast_module, "SMALL_CONV_MACS", threshold)
+        counter = _OneDNNConvCount()
+        with counter:
+            out = fast(x)
+        assert counter.calls == sum(size >= threshold for size in sizes) > 0
+        assert counter.calls < len(sizes)
+        assert_close_rel(out, _tiny("v1-pose")(x), rel=1e-4)
 
 
 @pytest.fixture(params=["onednn-bf16", "fp32-compute"])
