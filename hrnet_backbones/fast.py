@@ -122,12 +122,14 @@ def _probe_onednn_bf16() -> bool:
 #: ``conv2d`` 1705 ms (simulated with oneDNN turned off).
 ONEDNN_BF16 = _probe_onednn_bf16()
 
-#: float32 convolutions smaller than this many multiply-adds per call (batch included) run as plain ``conv2d`` +
-#: in-place add / ReLU. One call of oneDNN's fused op has a fixed cost of ~30 us (its primitive descriptor is
+#: On one thread, float32 convolutions smaller than this many multiply-adds per call (batch included) run as plain
+#: ``conv2d`` + in-place add / ReLU. One call of oneDNN's fused op has a fixed cost of ~30 us (its primitive descriptor is
 #: rebuilt on every call for channels_last tensors) against ~5 us for ``conv2d``: measured on one thread of an
 #: AVX-512 EPYC, 1x1 convolutions of 0.4-1.6 M multiply-adds ran in 0.42-0.81x the time through ``conv2d``, 3x3
-#: ones of 1.8 M in 0.93-1.05x, while from ~3 M on oneDNN's kernels and pre-packed weights win (1.0-1.3x).
-#: ``benchmarks/deploy_profile.py`` prints these per-call costs.
+#: ones of 1.8 M in 0.93-1.05x, while from ~3 M on oneDNN's kernels and pre-packed weights win (1.0-1.3x). Whole
+#: models, one thread: HRNet-W18-Small at 64x48 1.42x faster, W32 at 256x192 1.02x (batch 1) and 0.98x (batch 8).
+#: On two threads W18-Small gained too (1.50x) but W32 at 256x192, batch 1, lost 7 %, so the rule stays at one
+#: thread. ``benchmarks/deploy_profile.py`` prints the per-call costs.
 SMALL_CONV_MACS = 2_000_000
 
 
@@ -228,7 +230,7 @@ class FusedConv2d(nn.Module):
         if not ONEDNN_FUSION or x.device.type != "cpu":
             return None
         if x.dtype == torch.float32:
-            if self._macs(x) < SMALL_CONV_MACS:
+            if self._macs(x) < SMALL_CONV_MACS and torch.get_num_threads() == 1:
                 return None
             compute = torch.float32
         elif x.dtype == torch.bfloat16:

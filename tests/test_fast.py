@@ -123,7 +123,15 @@ class _OneDNNConvCount(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def test_small_float32_convolutions_skip_onednn_and_large_ones_use_it(monkeypatch):
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_small_float32_convolutions_skip_onednn_and_large_ones_use_it(monkeypatch, one_thread):
     """oneDNN's fused op has a fixed cost per call that outweighs its kernel on small convolutions."""
     fast = optimize_for_inference(_tiny("v1-pose"))
     x = torch.randn(2, 3, 64, 48)
@@ -387,3 +395,17 @@ def test_the_fast_model_traces_into_one_torch_compile_graph():
     with torch.inference_mode():
         explanation = torch._dynamo.explain(fast)(torch.randn(1, 3, 67, 45))
     assert explanation.graph_break_count == 0, [b.reason for b in explanation.break_reasons]
+
+
+def test_on_several_threads_every_convolution_uses_onednn(monkeypatch):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fast = optimize_for_inference(_tiny("v1-pose"))
+        n = sum(isinstance(m, fast_module.FusedConv2d) for m in fast.modules())
+        counter = _OneDNNConvCount()
+        with torch.no_grad(), counter:
+            fast(torch.randn(1, 3, 64, 48))
+        assert counter.calls >= n > 0  # every module called at least once; none took the portable path
+    finally:
+        torch.set_num_threads(threads)
