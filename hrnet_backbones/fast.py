@@ -229,6 +229,8 @@ class FusedConv2d(nn.Module):
         """
         if not ONEDNN_FUSION or x.device.type != "cpu":
             return None
+        if torch.compiler.is_compiling():
+            return None  # let the compiler see a plain conv2d and do its own fusion
         if x.dtype == torch.float32:
             if self._macs(x) < SMALL_CONV_MACS and torch.get_num_threads() == 1:
                 return None
@@ -239,8 +241,6 @@ class FusedConv2d(nn.Module):
             return None
         if torch.is_grad_enabled() and x.requires_grad:
             return None
-        if torch.compiler.is_compiling():
-            return None  # let the compiler see a plain conv2d and do its own fusion
         if add is not None and (
             add.dtype != x.dtype or not add.is_contiguous(memory_format=self.memory_format)
         ):
