@@ -232,7 +232,7 @@ class FusedConv2d(nn.Module):
         if torch.compiler.is_compiling():
             return None  # let the compiler see a plain conv2d and do its own fusion
         if x.dtype == torch.float32:
-            if self._macs(x) < SMALL_CONV_MACS and torch.get_num_threads() == 1:
+            if torch.get_num_threads() == 1 and self._macs(x) < SMALL_CONV_MACS:
                 return None
             compute = torch.float32
         elif x.dtype == torch.bfloat16:
