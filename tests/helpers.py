@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -163,3 +164,10 @@ def expected_feature_size(module: str, reduction: int, size: tuple[int, int]) ->
     if module.startswith("pyramid"):
         return tuple(max(1, ceil_div(s, 4) // (reduction // 4)) for s in size)
     return tuple(ceil_div(s, reduction) for s in size)
+
+
+def free_port() -> int:
+    """A TCP port free on localhost now, for a test's process group."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -8,7 +8,6 @@ parameter got no gradient, so two steps per case catch any layer a feature set l
 from __future__ import annotations
 
 import os
-import socket
 import traceback
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from hrnet_backbones import tiny_config
-from tests.helpers import fixture_input, fixture_model
+from tests.helpers import fixture_input, fixture_model, free_port
 
 WORLD = 2
 STEPS = 2
@@ -133,17 +132,11 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_ddp_trains_every_default_feature_set_without_find_unused_parameters(tmp_path):
     """Pose models (multi- and single-scale last fusion), V1/V2/V2p features with a head on each, feature subsets,
     V2 landmark and a pose head on V2p: no parameter without a gradient, replicas identical after training."""
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
     results = torch.load(tmp_path / "results.pt", weights_only=False)
     failures = {}
     for case, r in results.items():

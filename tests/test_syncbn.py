@@ -8,7 +8,6 @@ with a single-process run of the same model.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from hrnet_backbones.distributed import DistInfo
 from hrnet_backbones.syncbn import CPUSyncBatchNorm, convert_sync_batchnorm
-from tests.helpers import fixture_input, fixture_model
+from tests.helpers import fixture_input, fixture_model, free_port
 
 WORLD = 2
 HALF = 3  # images per process
@@ -139,16 +138,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("syncbn")
-    mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(free_port(), str(out)), nprocs=WORLD, join=True)
     return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
 
 

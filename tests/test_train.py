@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import warnings
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from hrnet_backbones.distributed import DistInfo
 from hrnet_backbones.keypoints import KeypointMSELoss
 from hrnet_backbones.train import TrainConfig, _autocast_dtype, codec_config, fit, make_codec, milestones
+from tests.helpers import free_port
 from tests.train_data import MICRO_ARCH, SIZE, Interrupted, Squares
 
 
@@ -203,12 +203,6 @@ def test_a_pretrained_pose_model_with_the_same_keypoints_starts_from_its_weights
 
 
 # ------------------------------------------------------------------------------------------------- DDP
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _grad_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     """Half of a batch of 4 per process through DDP; rank 0 saves the averaged gradients."""
     from hrnet_backbones.train import _wrap
@@ -243,7 +237,7 @@ def _grad_problem():
 
 
 def test_two_process_ddp_gradients_equal_one_process_with_the_doubled_batch(tmp_path):
-    mp.spawn(_grad_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_grad_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     ddp_grads = torch.load(tmp_path / "grads.pt")
     model, images, heatmaps, weights = _grad_problem()
     KeypointMSELoss()(model(images), heatmaps, weights).backward()

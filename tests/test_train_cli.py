@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import warnings
@@ -18,6 +17,7 @@ import torch
 from hrnet_backbones.cli import main
 from hrnet_backbones.syncbn import CPUSyncBatchNorm
 from tests.coco_fixture import coco_dict, write_coco
+from tests.helpers import free_port
 from tests.train_data import MICRO_ARCH
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,12 +151,6 @@ def test_a_pretrained_pose_model_with_another_keypoint_count_is_exit_2(trained, 
 
 
 # ------------------------------------------------------------------------------------------------ torchrun
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_torchrun_with_two_processes_and_sync_bn_writes_one_ordinary_folder(coco, tmp_path):
     """--sync-bn on the CPU (gloo) and --channels-last, as the learning benchmark trains: one folder, of plain
     BatchNorm2d keys, that loads as an ordinary model."""
@@ -169,7 +163,7 @@ def test_torchrun_with_two_processes_and_sync_bn_writes_one_ordinary_folder(coco
         "--nproc_per_node",
         "2",
         "--master_port",
-        str(_free_port()),
+        str(free_port()),
         "-m",
         "hrnet_backbones",
         *train_args(coco, out, "--log-every", "1", "--sync-bn", "--channels-last", val=True),
