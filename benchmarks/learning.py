@@ -85,6 +85,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--val-every", type=int, default=2, help="held-out AP every N epochs and after the last (default: 2)"
     )
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument(
+        "--schedule", choices=("step", "cosine"), default="step", help="lr schedule of train (default: step)"
+    )
     p.add_argument("--threads", type=int, default=2, help="CPU threads in all (split between processes)")
     p.add_argument(
         "--workers",
@@ -262,6 +265,7 @@ def run_training(args: argparse.Namespace, paths, out: Path, epochs: int) -> flo
         "--epochs", str(epochs),
         "--batch-size", str(args.batch_size // args.nproc),
         "--lr", str(args.lr),
+        "--schedule", args.schedule,
         "--workers", str(args.workers),
         "--seed", str(args.seed),
         "--log-every", "0",

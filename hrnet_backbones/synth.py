@@ -99,9 +99,14 @@ def _is_synth_folder(folder: Path) -> tuple[bool, str]:
     return ours, why
 
 
-def _check_out(out: Path, force: bool) -> None:
-    """Before any drawing: never the current folder, never a folder synth did not write (even with --force)."""
+def _prepare_out(out: Path, force: bool) -> None:
+    """Before any drawing: never the current folder, never a folder synth did not write (even with --force);
+    then the missing parent folders are created, as ``convert`` and ``train`` do."""
     check_output_folder(out, force, command="synth", is_ours=_is_synth_folder)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # name the folder asked for, not the temporary sibling atomic_folder would fail on
+        raise ValueError(f"cannot create the output folder {out}: {e.strerror}; choose another --out") from None
 
 
 def _check_common(images: int, seed: int, val_fraction: float, image_size: Sequence[int]) -> tuple[int, int]:
@@ -742,7 +747,7 @@ def make_pose_dataset(
     h, w = _image_size(image_size)
     out = Path(out)
     counts: dict[str, dict[str, int]] = {}
-    _check_out(out, force)
+    _prepare_out(out, force)
     with atomic_folder(out, replace=force) as tmp:
         image_id, ann_id = 1, 1
         for split, count in (("train", n_train), ("val", n_val)):
@@ -1273,7 +1278,7 @@ def make_face_dataset(
     k = lay.num_keypoints
     header = ["image_name", "scale"] + (["box_size"] if lay.name == "aflw" else []) + ["center_w", "center_h"]
     header += [c for i in range(k) for c in (f"original_{i}_x", f"original_{i}_y")]
-    _check_out(out, force)
+    _prepare_out(out, force)
     with atomic_folder(out, replace=force) as tmp:
         (tmp / "annotations").mkdir()
         image_id = 1

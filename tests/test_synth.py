@@ -411,6 +411,20 @@ def test_an_empty_existing_folder_is_filled(tmp_path):
     assert (tmp_path / "data" / "annotations" / "face_landmarks_train.csv").is_file()
 
 
+@pytest.mark.parametrize("make", [make_pose_dataset, make_face_dataset])
+def test_missing_parent_folders_are_created(tmp_path, make):
+    out = tmp_path / "a" / "b" / "data"
+    make(out, 1, seed=0, image_size=(64, 64), val_fraction=0.0)
+    assert (out / "synth.json").is_file()
+    assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == ["data"]  # no temporary sibling left
+
+
+def test_an_out_under_a_file_names_the_folder(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match=r"cannot create the output folder .*file/data: .*choose another --out"):
+        make_pose_dataset(tmp_path / "file" / "data", 1, seed=0, image_size=(64, 64), val_fraction=0.0)
+
+
 def test_an_error_leaves_nothing_half_written(tmp_path, monkeypatch):
     calls = []
 

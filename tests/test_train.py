@@ -6,6 +6,7 @@ The data are the in-memory squares of ``tests/train_data.py`` on the micro trunk
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from pathlib import Path
@@ -20,7 +21,15 @@ from torch.nn.parallel import DistributedDataParallel
 
 from hrnet_backbones.distributed import DistInfo
 from hrnet_backbones.keypoints import KeypointMSELoss
-from hrnet_backbones.train import TrainConfig, _autocast_dtype, codec_config, fit, make_codec, milestones
+from hrnet_backbones.train import (
+    TrainConfig,
+    _autocast_dtype,
+    codec_config,
+    fit,
+    make_codec,
+    make_scheduler,
+    milestones,
+)
 from tests.helpers import free_port
 from tests.train_data import MICRO_ARCH, SIZE, Interrupted, Squares
 
@@ -52,6 +61,36 @@ def test_milestones_scale_the_official_170_and_200_of_210():
     assert milestones(21) == [17, 20]
     assert milestones(3) == [2]  # 2.43 and 2.86 both round to 3 = the end: one step left, at 2
     assert milestones(1) == []
+
+
+def _lrs(schedule: str, epochs: int) -> list[float]:
+    opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched = make_scheduler(opt, schedule, epochs)
+    lrs = []
+    for _ in range(epochs):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+def test_the_step_schedule_drops_tenfold_at_the_milestones():
+    lrs = _lrs("step", 21)
+    assert lrs[:17] == [1.0] * 17
+    assert lrs[17:20] == pytest.approx([0.1] * 3)
+    assert lrs[20] == pytest.approx(0.01)
+
+
+def test_the_cosine_schedule_anneals_every_epoch_towards_zero():
+    epochs = 10
+    lrs = _lrs("cosine", epochs)
+    assert lrs == pytest.approx([(1 + math.cos(math.pi * e / epochs)) / 2 for e in range(epochs)])
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_an_unknown_schedule_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="--schedule must be one of step, cosine"):
+        config(tmp_path / "run", schedule="linear")
 
 
 @pytest.mark.parametrize("name", ["msra", "dark", "udp"])
@@ -141,6 +180,19 @@ def test_resume_refuses_other_training_settings(tmp_path):
         fit(config(tmp_path / "run"), Squares(8, fail_at_epoch=1))
     with pytest.raises(ValueError, match="lr=0.001 .* 0.01"):
         fit(config(tmp_path / "run", lr=1e-2, resume="last"), Squares(8))
+    with pytest.raises(ValueError, match="schedule='step' .* 'cosine'"):
+        fit(config(tmp_path / "run", schedule="cosine", resume="last"), Squares(8))
+
+
+def test_resume_continues_a_cosine_run_exactly(tmp_path):
+    straight = fit(config(tmp_path / "straight", schedule="cosine"), Squares(8))
+    with pytest.raises(Interrupted):
+        fit(config(tmp_path / "cut", schedule="cosine"), Squares(8, fail_at_epoch=1))
+    resumed = fit(config(tmp_path / "cut", schedule="cosine", resume="last"), Squares(8))
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    lrs = [[r["lr"] for r in log_records(out) if "time_s" in r] for out in (straight, resumed)]
+    assert lrs[0] == lrs[1] and lrs[0][0] > lrs[0][-1]
 
 
 def test_resume_of_a_missing_checkpoint_names_it(tmp_path):
