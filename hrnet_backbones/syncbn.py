@@ -9,7 +9,8 @@ collectives per layer and training step (one in the forward, one in the backward
   BatchNorm statistics kernel (``torch.batch_norm_update_stats``: two passes, mean first, so no
   ``E[x^2] - E[x]^2`` cancellation over the elements), turns them into ``n * mean`` and ``n * (var + mean^2)`` in
   float64 and sums those and ``n`` over the processes in ONE ``all_reduce``; the output is the input normalised
-  with the global mean and variance (one ``addcmul`` pass, in the input's memory format). The running
+  with the global mean and variance (one ``addcmul`` pass, in the input's memory format, computed in float32
+  at least and rounded once to a bfloat16 input's dtype). The running
   statistics are updated as ``nn.BatchNorm2d`` would with the whole batch: momentum (or the cumulative average
   for ``momentum=None``) and the unbiased variance of the global count.
 * backward: the per-channel ``sum(dy)`` and ``sum(dy * xhat)`` from torch's batch-norm backward kernel, ONE
@@ -42,6 +43,14 @@ def _world_size(group: Any) -> int:
     return dist.get_world_size(group)
 
 
+def _compute_dtype(x: torch.Tensor, weight: torch.Tensor | None) -> torch.dtype:
+    """float32 at least: under bfloat16 autocast x is bfloat16, and ``x * scale + shift`` with ``scale`` and
+    ``shift`` rounded to bfloat16 loses the output to cancellation wherever ``|shift|`` is large against it
+    (torch's own bfloat16 batch norm computes in float32 too and rounds the output once)."""
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    return dtype if weight is None else torch.promote_types(dtype, weight.dtype)
+
+
 def _per_channel(t: torch.Tensor, ndim: int) -> torch.Tensor:
     """A (C,) tensor viewed as (1, C, 1, ...) to broadcast against an (N, C, *) tensor of ``ndim`` dimensions."""
     return t.view(1, -1, *([1] * (ndim - 2)))
@@ -64,10 +73,14 @@ class _SyncBatchNormFunction(torch.autograd.Function):
     ) -> torch.Tensor:
         channels, nd = x.shape[1], x.dim()
         local_count = x.numel() // channels if channels else 0
+        acc = _compute_dtype(x, weight)
         if local_count > 0:
-            mean, var = torch.batch_norm_update_stats(x, None, None, 0.0)
+            # scratch running buffers (momentum 0 leaves them as they are) make the kernel return its statistics
+            # in their dtype: float32 for a bfloat16 x, which would otherwise get them rounded to bfloat16
+            scratch = x.new_zeros(2, channels, dtype=acc)
+            mean, var = torch.batch_norm_update_stats(x, scratch[0], scratch[1], 0.0)
         else:  # an empty part of the batch adds nothing to the sums
-            mean = var = x.new_zeros(channels)
+            mean = var = x.new_zeros(channels, dtype=acc)
         # one float64 buffer [n * mean, n * (var + mean^2), n] for one all_reduce
         sums = torch.cat([mean, var, mean.new_ones(1)]).double()
         sums[channels:-1].addcmul_(sums[:channels], sums[:channels])
@@ -85,17 +98,17 @@ class _SyncBatchNormFunction(torch.autograd.Function):
         if running_mean is not None and running_var is not None:
             running_mean.lerp_(mean64.to(running_mean.dtype), momentum)
             running_var.lerp_((var64 * (count / (count - 1))).to(running_var.dtype), momentum)
-        stats = moments.to(weight.dtype if weight is not None else x.dtype)
+        stats = moments.to(acc)
         mean, invstd = stats[:channels], stats[channels:].add(eps).rsqrt_()
         # out = x * scale + shift, scale = weight * invstd, shift = bias - mean * scale: one pass (the arithmetic
         # of torch's CPU batch-norm kernel), in x's memory format
         scale = invstd if weight is None else invstd * weight
         shift = -mean * scale if bias is None else torch.addcmul(bias, mean, scale, value=-1.0)
-        out = torch.empty_like(x)
-        torch.addcmul(_per_channel(shift, nd).to(x.dtype), x, _per_channel(scale, nd).to(x.dtype), out=out)
+        out = torch.empty_like(x, dtype=stats.dtype)
+        torch.addcmul(_per_channel(shift, nd), x, _per_channel(scale, nd), out=out)
         ctx.save_for_backward(x, weight, mean, invstd)
         ctx.count, ctx.eps, ctx.group = count, eps, group
-        return out
+        return out.to(x.dtype)
 
     @staticmethod
     @once_differentiable
@@ -121,15 +134,9 @@ class _SyncBatchNormFunction(torch.autograd.Function):
             scale = invstd if weight is None else invstd * weight
             slope = scale * invstd * mean_dy_xhat
             offset = mean * slope - scale * mean_dy
-            grad_x = torch.empty_like(x)
-            torch.addcmul(
-                _per_channel(offset, nd).to(x.dtype),
-                x,
-                _per_channel(slope, nd).to(x.dtype),
-                value=-1.0,
-                out=grad_x,
-            )
-            grad_x.addcmul_(dy, _per_channel(scale, nd).to(x.dtype))
+            grad_x = torch.empty_like(x, dtype=scale.dtype)
+            torch.addcmul(_per_channel(offset, nd), x, _per_channel(slope, nd), value=-1.0, out=grad_x)
+            grad_x = grad_x.addcmul_(dy, _per_channel(scale, nd)).to(x.dtype)
         grad_weight = sum_dy_xhat if weight is not None and ctx.needs_input_grad[1] else None
         grad_bias = sum_dy if ctx.needs_input_grad[2] else None
         return grad_x, grad_weight, grad_bias, None, None, None, None, None
