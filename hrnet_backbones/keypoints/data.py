@@ -210,8 +210,11 @@ class TopDownTransform:
         self.use_udp = isinstance(codec, UDPHeatmap) if use_udp is None else bool(use_udp)
         self.jitter = jitter
         self.joint_weights = None if joint_weights is None else tuple(float(v) for v in joint_weights)
-        self._mean = torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1)
-        self._std = torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1)
+        # the normalisation (x / 255 - mean) / std as one x * gain + shift
+        self._gain = torch.tensor([1 / (255 * s) for s in self.std], dtype=torch.float32).view(3, 1, 1)
+        self._shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std)], dtype=torch.float32).view(
+            3, 1, 1
+        )
 
     @property
     def aspect_ratio(self) -> float:
@@ -319,9 +322,9 @@ class TopDownTransform:
         if flipped:  # sample the unflipped image: x_flipped = width - 1 - x
             mirror = np.array(((-1.0, 0.0, width - 1.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)))
             full = trans @ mirror
-        pixels = torch.from_numpy(img if img.flags.writeable else img.copy())  # Pillow's arrays are read-only
-        crop = warp_affine(pixels.permute(2, 0, 1), torch.from_numpy(full), (w, h), dtype=torch.float32)
-        crop = (crop / 255.0 - self._mean) / self._std
+        # NumPy in: warp_affine copies only the sampled region of the (read-only) photo
+        crop = warp_affine(img.transpose(2, 0, 1), full, (w, h), dtype=torch.float32)
+        crop = torch.from_numpy(crop).mul_(self._gain).add_(self._shift)  # (crop / 255 - mean) / std
         crop_joints = joints @ trans[:, :2].T + trans[:, 2]
         vis = visible.astype(np.float32)
         heatmaps, weights = self.codec.encode(
