@@ -103,8 +103,11 @@ _CV2_SMALL_KERNELS = {
 }
 
 
-def _trunc_long(v: Tensor) -> Tensor:
-    """``int(v)`` (toward zero) as int64. A cast, not ``torch.trunc``: cheaper on small tensors."""
+def _trunc_long(v: ArrayLike) -> ArrayLike:
+    """``int(v)`` (toward zero) as int64, NumPy or torch (finite ``v``). A cast, not ``torch.trunc``: cheaper on
+    small tensors."""
+    if isinstance(v, np.ndarray):
+        return np.clip(v, -(2**40), 2**40).astype(np.int64)
     return v.clamp(-(2**40), 2**40).long()
 
 
@@ -791,23 +794,38 @@ class MSRAHeatmap(_HeatmapCodec):
 
     def _encode_unbiased(self, kp: Tensor, vis: Tensor, finite: Tensor) -> tuple[Tensor, Tensor]:
         w, h = self.heatmap_size
-        stride = torch.tensor(self.stride, dtype=torch.float32, device=kp.device).to(kp.dtype)
-        mu = kp / stride
+        # On the CPU the arithmetic runs in NumPy, with the same float32 rounding: a data sample's 17 keypoints
+        # cost torch's per-op overhead many times over. The exp stays torch's (NumPy's rounds differently).
+        xp, device, dtype = (np if kp.device.type == "cpu" else torch), kp.device, kp.dtype
+
+        def constant(name: str, make) -> ArrayLike:
+            value = self._constant(name, device, dtype, make)
+            return value.numpy() if xp is np else value
+
+        if xp is np:
+            kp, vis, finite = kp.detach().numpy(), vis.detach().numpy(), finite.numpy()
+        stride = constant("stride32", lambda: torch.tensor(self.stride, dtype=torch.float32))
+        # non-finite keypoints (never drawn) are kept out of the integer casts
+        mu = xp.where(finite[..., None], kp, 0.0) / stride
         r = self.radius
         if self.convention == "official":
             lo, hi = _trunc_long(mu - r), _trunc_long(mu + r + 1)
         else:
             lo, hi = mu - r, mu + r + 1
         off = (lo[..., 0] >= w) | (lo[..., 1] >= h) | (hi[..., 0] < 0) | (hi[..., 1] < 0) | ~finite
-        weights = torch.where(off, 0.0, vis)
+        weights = xp.where(off, 0.0, vis)
         drawn = weights > 0.5
-        xs = torch.arange(w, dtype=kp.dtype, device=kp.device)
-        ys = torch.arange(h, dtype=kp.dtype, device=kp.device)
+        xs, ys = constant("xs", lambda: torch.arange(w)), constant("ys", lambda: torch.arange(h))
         dx2 = (xs - mu[..., 0, None]) ** 2
         dy2 = (ys - mu[..., 1, None]) ** 2
-        two_s2 = torch.tensor(2 * self.sigma**2, dtype=torch.float32).to(kp.dtype).item()
-        maps = torch.exp(-(dy2[..., :, None] + dx2[..., None, :]) / two_s2)
-        return torch.where(drawn[..., None, None], maps, 0.0), weights
+        two_s2 = float(np.float32(2 * self.sigma**2))  # DarkPose's float32 constant
+        # exp(-(dy2 + dx2) / two_s2) where drawn, exp(-inf) = 0 elsewhere
+        exponent = xp.where(
+            drawn[..., None, None], (dy2[..., :, None] + dx2[..., None, :]) / -two_s2, -math.inf
+        )
+        if xp is np:
+            return torch.exp(torch.from_numpy(exponent)), torch.from_numpy(weights)
+        return torch.exp(exponent), weights
 
     def _to_input(self, coords: Tensor) -> Tensor:
         stride = torch.tensor(self.stride, dtype=torch.float32, device=coords.device).to(coords.dtype)
