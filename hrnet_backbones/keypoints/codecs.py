@@ -103,11 +103,8 @@ _CV2_SMALL_KERNELS = {
 }
 
 
-def _trunc_long(v: ArrayLike) -> ArrayLike:
-    """``int(v)`` (toward zero) as int64, NumPy or torch (finite ``v``). A cast, not ``torch.trunc``: cheaper on
-    small tensors."""
-    if isinstance(v, np.ndarray):
-        return np.clip(v, -(2**40), 2**40).astype(np.int64)
+def _trunc_long(v: Tensor) -> Tensor:
+    """``int(v)`` (toward zero) as int64. A cast, not ``torch.trunc``: cheaper on small tensors."""
     return v.clamp(-(2**40), 2**40).long()
 
 
@@ -804,25 +801,20 @@ class MSRAHeatmap(_HeatmapCodec):
 
         if xp is np:
             kp, vis, finite = kp.detach().numpy(), vis.detach().numpy(), finite.numpy()
-        stride = constant("stride32", lambda: torch.tensor(self.stride, dtype=torch.float32))
-        # non-finite keypoints (never drawn) are kept out of the integer casts
-        mu = xp.where(finite[..., None], kp, 0.0) / stride
+        mu = kp / constant("stride32", lambda: torch.tensor(self.stride, dtype=torch.float32))
+        # The in-bounds test int(mu - r) >= W or int(mu + r + 1) < 0 (official), or without the int() casts
+        # (mmpose); for finite values and W >= 1 the casts only move the second bound to <= -1.
         r = self.radius
-        if self.convention == "official":
-            lo, hi = _trunc_long(mu - r), _trunc_long(mu + r + 1)
-        else:
-            lo, hi = mu - r, mu + r + 1
-        off = (lo[..., 0] >= w) | (lo[..., 1] >= h) | (hi[..., 0] < 0) | (hi[..., 1] < 0) | ~finite
-        weights = xp.where(off, 0.0, vis)
-        drawn = weights > 0.5
-        xs, ys = constant("xs", lambda: torch.arange(w)), constant("ys", lambda: torch.arange(h))
-        dx2 = (xs - mu[..., 0, None]) ** 2
-        dy2 = (ys - mu[..., 1, None]) ** 2
-        two_s2 = float(np.float32(2 * self.sigma**2))  # DarkPose's float32 constant
-        # exp(-(dy2 + dx2) / two_s2) where drawn, exp(-inf) = 0 elsewhere
-        exponent = xp.where(
-            drawn[..., None, None], (dy2[..., :, None] + dx2[..., None, :]) / -two_s2, -math.inf
-        )
+        hi = mu + r + 1
+        below = hi <= -1 if self.convention == "official" else hi < 0
+        off = (mu - r >= constant("size", lambda: torch.tensor((w, h)))) | below
+        weights = xp.where(off[..., 0] | off[..., 1] | ~finite, 0.0, vis)
+        # Undrawn centres go to infinity, where the Gaussian is exactly 0 (exp(-inf)), NaN included.
+        mu = xp.where((weights > 0.5)[..., None], mu, math.inf)
+        dx2 = (constant("xs", lambda: torch.arange(w)) - mu[..., 0, None]) ** 2
+        dy2 = (constant("ys", lambda: torch.arange(h)) - mu[..., 1, None]) ** 2
+        exponent = dy2[..., :, None] + dx2[..., None, :]
+        exponent /= -float(np.float32(2 * self.sigma**2))  # -(dy2 + dx2) / (2 sigma^2), DarkPose's float32
         if xp is np:
             return torch.exp(torch.from_numpy(exponent)), torch.from_numpy(weights)
         return torch.exp(exponent), weights

@@ -303,13 +303,13 @@ def _check_boxes(boxes: tuple[int, ...], q: Tensor) -> None:
 def _invert_affine(trans: ArrayLike) -> ArrayLike:
     """Inverses of ``(..., 2, 3)`` affines, NumPy or torch."""
     xp = np if isinstance(trans, np.ndarray) else torch
-    a, t = trans[..., :2], trans[..., 2:]
-    det = a[..., 0, 0] * a[..., 1, 1] - a[..., 0, 1] * a[..., 1, 0]
-    rows = (xp.stack((a[..., 1, 1], -a[..., 0, 1]), -1), xp.stack((-a[..., 1, 0], a[..., 0, 0]), -1))
-    inv_a = xp.stack(rows, -2) / det[..., None, None]
-    # -(inv_a @ t) written out: NumPy's matmul rounds differently (fused multiply-adds) from torch's
-    inv_t = inv_a[..., 0:1] * t[..., 0:1, :] + inv_a[..., 1:2] * t[..., 1:2, :]
-    return xp.concatenate((inv_a, -inv_t), -1)
+    a, b, t0 = trans[..., 0, 0], trans[..., 0, 1], trans[..., 0, 2]
+    c, d, t1 = trans[..., 1, 0], trans[..., 1, 1], trans[..., 1, 2]
+    det = a * d - b * c
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+    # -(inverse @ t) written out: NumPy's matmul rounds differently (fused multiply-adds) from torch's
+    inv = (ia, ib, -(ia * t0 + ib * t1), ic, id_, -(ic * t0 + id_ * t1))
+    return xp.stack(inv, -1).reshape(*trans.shape[:-2], 2, 3)
 
 
 def _sampled_region(
@@ -332,7 +332,7 @@ def _sampled_region(
     return x0, y0, x1, y1
 
 
-def _grid_rows_cols(inv: ArrayLike, size: ArrayLike, xs: ArrayLike, ys: ArrayLike) -> ArrayLike:
+def _sampling_grid(inv: ArrayLike, size: ArrayLike, xs: ArrayLike, ys: ArrayLike) -> ArrayLike:
     """``(N, 2, h, w)`` ``grid_sample`` positions (NumPy or torch, as ``inv``) of the output pixels ``xs, ys``.
 
     Pixel-centre coordinates to grid_sample's [-1, 1] (align_corners=False): g = (2 * src + 1) / size - 1 with
@@ -392,13 +392,13 @@ def warp_affine(
             img = torch.from_numpy(np.array(img))  # a copy of the region: Pillow's arrays are read-only
         inv = inv - np.array(((0.0, 0.0, x0), (0.0, 0.0, y0)))
         xs, ys = np.arange(out_w, dtype=np.float64), np.arange(out_h, dtype=np.float64)
-        grid = torch.from_numpy(_grid_rows_cols(inv, np.array((in_w, in_h), dtype=np.float64), xs, ys))
+        grid = torch.from_numpy(_sampling_grid(inv, np.array((in_w, in_h), dtype=np.float64), xs, ys))
     else:
         device, acc = img.device, accurate_dtype(img.device)
         inv = _invert_affine(t.to(device=device, dtype=acc)).expand(n, 2, 3)
         size = torch.tensor((in_w, in_h), dtype=acc, device=device)
         xs, ys = torch.arange(out_w, dtype=acc, device=device), torch.arange(out_h, dtype=acc, device=device)
-        grid = _grid_rows_cols(inv, size, xs, ys)
+        grid = _sampling_grid(inv, size, xs, ys)
     orig_dtype = img.dtype if dtype is None else dtype
     work = img.to(torch.float32) if not img.is_floating_point() else _float(img)
     grid = grid.to(work.dtype).permute(0, 2, 3, 1)  # (n, h, w, 2)
