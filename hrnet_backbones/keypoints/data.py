@@ -273,10 +273,10 @@ class TopDownTransform:
             if half is not None:
                 center, scale = half
         sf, rf = self.scale_factor, self.rotation_factor
-        if self.jitter == "normal":
-            scale = scale * float(np.clip(rng.standard_normal() * sf + 1, 1 - sf, 1 + sf))
+        if self.jitter == "normal":  # np.clip's clipping, on Python floats (np.clip costs µs per call)
+            scale = scale * min(max(rng.standard_normal() * sf + 1, 1 - sf), 1 + sf)
             rot = (
-                float(np.clip(rng.standard_normal() * rf, -2 * rf, 2 * rf))
+                min(max(rng.standard_normal() * rf, -2 * rf), 2 * rf)
                 if rng.random() <= self.rotation_prob
                 else 0.0
             )
@@ -299,8 +299,9 @@ class TopDownTransform:
         k = self.codec_keypoints(kp)
         joints = kp[:, :2].copy()
         visible = np.minimum(kp[:, 2], 1.0) > 0 if kp.shape[1] > 2 else np.ones(k, dtype=bool)
-        joints[~np.isfinite(joints).all(axis=1)] = 0.0
-        visible &= np.isfinite(kp[:, :2]).all(axis=1)
+        finite = np.isfinite(joints).all(axis=1)
+        joints[~finite] = 0.0
+        visible &= finite
         center, scale = self.center_scale(box)
         rot, flipped = 0.0, False
         if self.train:
