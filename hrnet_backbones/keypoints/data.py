@@ -45,6 +45,7 @@ annotated on the displayed (rotated) image; a decoded size that contradicts the 
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -310,7 +311,7 @@ class TopDownTransform:
             center, scale, rot, flipped = self._augment(joints, visible, center, scale, rng)
         width = img.shape[1]
         if flipped:
-            perm = flip_permutation(self.flip_pairs, k)
+            perm = _flip_index(self.flip_pairs, k)
             joints = joints[perm]
             joints[:, 0] = width - 1 - joints[:, 0]
             visible = visible[perm]
@@ -354,6 +355,14 @@ class TopDownTransform:
         if self.joint_weights is not None and len(self.joint_weights) != k:
             raise ValueError(f"joint_weights has {len(self.joint_weights)} entries for {k} keypoints")
         return k
+
+
+@functools.lru_cache(maxsize=16)
+def _flip_index(flip_pairs: tuple[tuple[int, int], ...], num_keypoints: int) -> np.ndarray:
+    """:func:`flip_permutation` as an index array, made once per layout instead of checked for every sample."""
+    perm = np.array(flip_permutation(flip_pairs, num_keypoints))
+    perm.flags.writeable = False  # shared by every sample
+    return perm
 
 
 def landmark_transform(
