@@ -211,11 +211,10 @@ class TopDownTransform:
         self.use_udp = isinstance(codec, UDPHeatmap) if use_udp is None else bool(use_udp)
         self.jitter = jitter
         self.joint_weights = None if joint_weights is None else tuple(float(v) for v in joint_weights)
-        # the normalisation (x / 255 - mean) / std as one x * gain + shift
-        self._gain = torch.tensor([1 / (255 * s) for s in self.std], dtype=torch.float32).view(3, 1, 1)
-        self._shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std)], dtype=torch.float32).view(
-            3, 1, 1
-        )
+        # the normalisation (x / 255 - mean) / std as x * gain + shift
+        mean, std = np.array(self.mean), np.array(self.std)
+        self._gain = torch.tensor(1 / (255 * std), dtype=torch.float32).view(3, 1, 1)
+        self._shift = torch.tensor(-mean / std, dtype=torch.float32).view(3, 1, 1)
 
     @property
     def aspect_ratio(self) -> float:

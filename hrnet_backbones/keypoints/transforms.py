@@ -65,7 +65,7 @@ def box_to_center_scale(
         raise ValueError(f"aspect_ratio must be a positive finite number (input w / h), got {aspect_ratio}")
     if isinstance(box_xywh, Tensor):
         box, xp = _float(box_xywh), torch
-    else:  # NumPy in: computed in NumPy, as the torch ops would (a data sample's one box costs less so)
+    else:  # NumPy in: computed in NumPy, with the torch ops' rounding (cheaper for a data sample's one box)
         box, xp = as_tensor(box_xywh, "box_xywh")[0].numpy(), np
         if box.dtype not in (np.float32, np.float64):
             box = box.astype(np.float32)
@@ -361,8 +361,8 @@ def warp_affine(
         trans: ``(N, 2, 3)`` (or ``(2, 3)``) forward affines, input pixels -> output pixels.
         output_size: ``(w, h)`` of the output.
         dtype: of the output (default: the input's). A float dtype with a uint8 image returns the samples
-            unrounded, in 0..255; only the sampled part of the image is converted (nor copied, for a NumPy
-            image, which may be read-only).
+            unrounded, in 0..255. Only the part of the image that the warp samples is converted (or, for a
+            NumPy image, which may be read-only, copied).
 
     Returns:
         ``(N, C, h, w)`` (or ``(C, h, w)``).
