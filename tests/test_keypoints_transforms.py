@@ -352,6 +352,8 @@ def test_invert_affine_gives_the_same_bits_in_numpy_and_torch():
     trans = rng.normal(size=(50, 2, 3)) * [[[1, 1, 100]]]
     inv = _invert_affine(trans)
     np.testing.assert_array_equal(inv, _invert_affine(torch.from_numpy(trans)).numpy())
+    for one, expected in zip(trans[:10], inv):  # one matrix takes Python floats
+        np.testing.assert_array_equal(_invert_affine(one), expected)
     np.testing.assert_allclose(
         inv[:, :, :2] @ trans[:, :, :2], np.broadcast_to(np.eye(2), (50, 2, 2)), atol=1e-9
     )

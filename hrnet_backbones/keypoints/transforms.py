@@ -301,14 +301,20 @@ def _check_boxes(boxes: tuple[int, ...], q: Tensor) -> None:
 
 
 def _invert_affine(trans: ArrayLike) -> ArrayLike:
-    """Inverses of ``(..., 2, 3)`` affines, NumPy or torch."""
-    xp = np if isinstance(trans, np.ndarray) else torch
-    a, b, t0 = trans[..., 0, 0], trans[..., 0, 1], trans[..., 0, 2]
-    c, d, t1 = trans[..., 1, 0], trans[..., 1, 1], trans[..., 1, 2]
+    """Inverses of ``(..., 2, 3)`` affines, NumPy or torch; one NumPy ``(2, 3)`` matrix in Python floats."""
+    one = isinstance(trans, np.ndarray) and trans.shape == (2, 3)
+    if one:  # the same float64 arithmetic without NumPy's per-call cost
+        (a, b, t0), (c, d, t1) = trans.tolist()
+    else:
+        a, b, t0 = trans[..., 0, 0], trans[..., 0, 1], trans[..., 0, 2]
+        c, d, t1 = trans[..., 1, 0], trans[..., 1, 1], trans[..., 1, 2]
     det = a * d - b * c
     ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
     # -(inverse @ t) written out: NumPy's matmul rounds differently (fused multiply-adds) from torch's
     inv = (ia, ib, -(ia * t0 + ib * t1), ic, id_, -(ic * t0 + id_ * t1))
+    if one:
+        return np.array(inv).reshape(2, 3)
+    xp = np if isinstance(trans, np.ndarray) else torch
     return xp.stack(inv, -1).reshape(*trans.shape[:-2], 2, 3)
 
 
@@ -332,8 +338,11 @@ def _sampled_region(
     return x0, y0, x1, y1
 
 
-def _sampling_grid(inv: ArrayLike, size: ArrayLike, xs: ArrayLike, ys: ArrayLike) -> ArrayLike:
-    """``(N, 2, h, w)`` ``grid_sample`` positions (NumPy or torch, as ``inv``) of the output pixels ``xs, ys``.
+def _sampling_grid(
+    inv: ArrayLike, size: ArrayLike, xs: ArrayLike, ys: ArrayLike, out: np.ndarray | None = None
+) -> ArrayLike:
+    """``(N, 2, h, w)`` ``grid_sample`` positions (NumPy or torch, as ``inv``) of the output pixels ``xs, ys``,
+    computed in ``inv``'s dtype (written into ``out``, NumPy, if given).
 
     Pixel-centre coordinates to grid_sample's [-1, 1] (align_corners=False): g = (2 * src + 1) / size - 1 with
     src = A @ (x, y) + t, folded into one affine per axis and evaluated as an outer sum of the row and column
@@ -343,6 +352,8 @@ def _sampling_grid(inv: ArrayLike, size: ArrayLike, xs: ArrayLike, ys: ArrayLike
     offset = coef[:, :, 2] + recip - 1  # (n, 2)
     col = coef[:, :, 0, None] * xs  # (n, 2, w)
     row = coef[:, :, 1, None] * ys + offset[:, :, None]  # (n, 2, h)
+    if out is not None:
+        return np.add(row[:, :, :, None], col[:, :, None, :], out=out)
     return row[:, :, :, None] + col[:, :, None, :]
 
 
@@ -381,18 +392,22 @@ def warp_affine(
     if t.shape[-2:] != (2, 3) or t.shape[0] not in (1, img.shape[0]):
         raise ValueError(f"trans must be (N, 2, 3) with N = {img.shape[0]} (or 1), got {tuple(t.shape)}")
     n, _, in_h, in_w = img.shape
+    # float64 images are sampled in float64, all others in float32
+    work_dtype = torch.float64 if img.dtype == (np.float64 if as_np else torch.float64) else torch.float32
     if as_np or (img.device.type == "cpu" and not t.requires_grad):
         # The per-box geometry in NumPy float64 (torch's dispatch costs more than the arithmetic on 2x3
         # matrices), and only the sampled region of the image is converted (on a GPU the bounds would cost a
         # device sync).
-        inv = np.broadcast_to(_invert_affine(t.detach().to("cpu", torch.float64).numpy()), (n, 2, 3))
+        m = t.detach().to("cpu", torch.float64).numpy()
+        inv = np.broadcast_to(_invert_affine(m[0] if len(m) == 1 else m), (n, 2, 3))
         x0, y0, x1, y1 = _sampled_region(inv, in_w, in_h, out_w, out_h)
         img, in_w, in_h = img[..., y0:y1, x0:x1], x1 - x0, y1 - y0
         if as_np:
             img = torch.from_numpy(np.array(img))  # a copy of the region: Pillow's arrays are read-only
         inv = inv - np.array(((0.0, 0.0, x0), (0.0, 0.0, y0)))
         xs, ys = np.arange(out_w, dtype=np.float64), np.arange(out_h, dtype=np.float64)
-        grid = torch.from_numpy(_sampling_grid(inv, np.array((in_w, in_h), dtype=np.float64), xs, ys))
+        out = np.empty((n, 2, out_h, out_w), np.float64 if work_dtype == torch.float64 else np.float32)
+        grid = torch.from_numpy(_sampling_grid(inv, np.array((in_w, in_h), dtype=np.float64), xs, ys, out))
     else:
         device, acc = img.device, accurate_dtype(img.device)
         inv = _invert_affine(t.to(device=device, dtype=acc)).expand(n, 2, 3)
@@ -400,8 +415,8 @@ def warp_affine(
         xs, ys = torch.arange(out_w, dtype=acc, device=device), torch.arange(out_h, dtype=acc, device=device)
         grid = _sampling_grid(inv, size, xs, ys)
     orig_dtype = img.dtype if dtype is None else dtype
-    work = img.to(torch.float32) if not img.is_floating_point() else _float(img)
-    grid = grid.to(work.dtype).permute(0, 2, 3, 1)  # (n, h, w, 2)
+    work = img.to(work_dtype)
+    grid = grid.to(work_dtype).permute(0, 2, 3, 1)  # (n, h, w, 2)
     out = F.grid_sample(work, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if orig_dtype == torch.uint8:
         out = out.round().clamp(0, 255).to(torch.uint8)
