@@ -113,6 +113,37 @@ def test_non_finite_keypoints_are_treated_as_invisible(codec):
 
 
 @pytest.mark.parametrize("convention", ["official", "mmpose"])
+def test_dark_targets_follow_the_reference_formula_on_and_off_the_map(convention):
+    """The in-bounds test at its exact boundaries (int() truncation or float comparison), far and non-finite
+    keypoints, and the maps: exp(-((x - mu_x)^2 + (y - mu_y)^2) / (2 sigma^2)) in float32, as DarkPose."""
+    codec = MSRAHeatmap(INPUT, HEATMAP, SIGMA, unbiased=True, convention=convention)
+    stride = INPUT[0] / W
+    r = 3 * SIGMA
+    edges = [-r - 2, -r - 1.5, -r - 1, -r - 0.5, -7.5, 0.0, W - 1, W + r - 0.5, W + r, W + r + 0.5, 1e6]
+    hm_x = np.array([e + d for e in edges for d in (-1e-3, 0.0, 1e-3)], np.float32)
+    kp = np.stack((hm_x * stride, np.full_like(hm_x, H / 2) * stride), -1)
+    kp = np.concatenate((kp, kp[:, ::-1] * [H / W, W / H], [[np.nan, 5.0], [5.0, np.inf], [-np.inf, 5.0]]))
+    kp = kp.astype(np.float32)[None]
+    heatmaps, weights = codec.encode(torch.from_numpy(kp))
+    mu = torch.from_numpy(kp[0]) / torch.tensor((stride, stride), dtype=torch.float32)
+    for m, (mx, my) in enumerate(mu.tolist()):
+        if not (math.isfinite(mx) and math.isfinite(my)):
+            on = False
+        elif convention == "official":
+            on = not (int(mx - r) >= W or int(my - r) >= H or int(mx + r + 1) < 0 or int(my + r + 1) < 0)
+        else:
+            on = not (mx - r >= W or my - r >= H or mx + r + 1 < 0 or my + r + 1 < 0)
+        assert weights[0, m] == float(on), (m, mx, my)
+        if on:
+            d2 = (torch.arange(H)[:, None] - mu[m, 1]) ** 2 + (torch.arange(W)[None, :] - mu[m, 0]) ** 2
+            expected = torch.exp(-d2 / torch.tensor(2 * SIGMA**2, dtype=torch.float32).item())
+            assert torch.equal(heatmaps[0, m], expected), m
+        else:
+            assert not heatmaps[0, m].any(), m
+    assert 0 < weights.sum() < weights.numel()
+
+
+@pytest.mark.parametrize("convention", ["official", "mmpose"])
 def test_udp_targets_are_bit_identical_to_mmpose(convention):
     ref = load("targets_udp")
     heatmaps, weights = UDPHeatmap(INPUT, HEATMAP, SIGMA, convention=convention).encode(

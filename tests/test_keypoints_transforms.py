@@ -146,6 +146,36 @@ def test_affine_accepts_a_single_number_as_a_square_scale():
     np.testing.assert_array_equal(square, pair)
 
 
+@pytest.mark.parametrize("udp", [False, True])
+@pytest.mark.parametrize("inv", [False, True])
+def test_one_box_affine_is_bit_identical_to_the_batched_matrices(inv, udp):
+    """A data sample's one NumPy box takes a Python-float path; it must give the batched torch matrices."""
+    rng = np.random.default_rng(14)
+    for i in range(300):
+        center = rng.uniform(-100, 700, size=2)
+        scale = rng.uniform(0.05, 4, size=2)
+        rot = 0.0 if i % 4 == 0 else float(rng.uniform(-90, 90))
+        one = get_affine_transform(center, scale, rot, INPUT, inv=inv, udp=udp)
+        batched = get_affine_transform(
+            torch.from_numpy(center[None]),
+            torch.from_numpy(scale[None]),
+            torch.tensor([rot], dtype=torch.float64),
+            INPUT,
+            inv=inv,
+            udp=udp,
+        )
+        assert isinstance(one, np.ndarray) and one.shape == (2, 3) and one.dtype == np.float64
+        np.testing.assert_array_equal(one, batched[0].numpy())
+    one = get_affine_transform(
+        center.astype(np.float32), scale.astype(np.float32), rot, INPUT, inv=inv, udp=udp
+    )
+    batched = get_affine_transform(
+        center[None].astype(np.float32), scale[None].astype(np.float32), rot, INPUT, inv=inv, udp=udp
+    )
+    assert one.dtype == np.float32
+    np.testing.assert_array_equal(one, batched[0])
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Boxes
 # ---------------------------------------------------------------------------------------------------------
@@ -167,6 +197,20 @@ def test_box_to_center_scale_grows_the_box_to_the_model_aspect_ratio_without_str
 def test_box_to_center_scale_in_pixels_with_pixel_std_one():
     _, scale = box_to_center_scale(torch.tensor([[0.0, 0.0, 60.0, 100.0]]), 0.75, padding=1.0, pixel_std=1.0)
     np.testing.assert_allclose(scale.numpy(), [[75.0, 100.0]], rtol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+def test_box_to_center_scale_computes_numpy_as_torch_does(dtype):
+    rng = np.random.default_rng(15)
+    boxes = rng.uniform(0, 400, size=(64, 4)).astype(dtype)
+    boxes[::3, 3] = boxes[::3, 2] / 0.75  # exactly the aspect ratio: neither branch grows the box
+    for box in (boxes, boxes[5]):
+        center, scale = box_to_center_scale(box, 0.75)
+        t_center, t_scale = box_to_center_scale(torch.from_numpy(box), 0.75)
+        assert isinstance(center, np.ndarray) and center.dtype == t_center.numpy().dtype
+        assert center.shape == scale.shape == box.shape[:-1] + (2,)
+        np.testing.assert_array_equal(center, t_center.numpy())
+        np.testing.assert_array_equal(scale, t_scale.numpy())
 
 
 def test_box_to_center_scale_rejects_bad_input():
@@ -271,3 +315,45 @@ def test_transform_preds_inverts_the_crop_affine_with_and_without_rotation(udp):
         crop = affine_transform_points(points, get_affine_transform(center, scale, rot, INPUT, udp=udp))
         back = transform_preds(crop, center, scale, INPUT, rot=rot, udp=udp)
         np.testing.assert_allclose(back, points, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32, torch.float64])
+def test_warp_affine_numpy_geometry_equals_the_torch_geometry(dtype):
+    """On the CPU the inverse, the sampled region and the grid are computed in NumPy; the torch code (used on
+    other devices, and here for a trans that requires grad) must give the same bits."""
+    rng = np.random.default_rng(16)
+    images = torch.from_numpy(rng.uniform(0, 255, size=(4, 3, 90, 120))).round().to(dtype)
+    center = rng.uniform(-20, 140, size=(4, 2))
+    scale = rng.uniform(0.1, 0.8, size=(4, 2))
+    rot = rng.uniform(-90, 90, size=4)
+    trans = torch.from_numpy(get_affine_transform(center, scale, rot, (24, 32), udp=True))
+    torch_path = warp_affine(images, trans.clone().requires_grad_(True), (24, 32), dtype=torch.float32)
+    numpy_path = warp_affine(images, trans, (24, 32), dtype=torch.float32)
+    # the same bits here; elsewhere a sampling position may round to the neighbouring float32 (< 0.01 of 255)
+    np.testing.assert_allclose(numpy_path.numpy(), torch_path.detach().numpy(), rtol=0, atol=0.01)
+    one = warp_affine(images[1].numpy(), trans[1].numpy(), (24, 32))  # NumPy in, NumPy out, one image
+    assert isinstance(one, np.ndarray) and one.dtype == images.numpy().dtype
+    np.testing.assert_array_equal(one, warp_affine(images[1], trans[1], (24, 32)).numpy())
+
+
+def test_warp_affine_reads_a_read_only_numpy_image_without_copying_it_whole():
+    image = np.random.default_rng(17).integers(0, 256, size=(40, 50, 3), dtype=np.uint8)
+    image.flags.writeable = False  # as Pillow's arrays are
+    trans = get_affine_transform(np.array([20.0, 25.0]), np.array([0.05, 0.05]), 30.0, (8, 8))
+    out = warp_affine(image.transpose(2, 0, 1), trans, (8, 8), dtype=torch.float32)
+    expected = warp_affine(torch.from_numpy(image.copy()).permute(2, 0, 1), torch.from_numpy(trans), (8, 8))
+    np.testing.assert_array_equal(out.round().astype(np.uint8), expected.numpy())
+
+
+def test_invert_affine_gives_the_same_bits_in_numpy_and_torch():
+    from hrnet_backbones.keypoints.transforms import _invert_affine
+
+    rng = np.random.default_rng(18)
+    trans = rng.normal(size=(50, 2, 3)) * [[[1, 1, 100]]]
+    inv = _invert_affine(trans)
+    np.testing.assert_array_equal(inv, _invert_affine(torch.from_numpy(trans)).numpy())
+    for one, expected in zip(trans[:10], inv):  # one matrix takes Python floats
+        np.testing.assert_array_equal(_invert_affine(one), expected)
+    np.testing.assert_allclose(
+        inv[:, :, :2] @ trans[:, :, :2], np.broadcast_to(np.eye(2), (50, 2, 2)), atol=1e-9
+    )

@@ -103,9 +103,26 @@ _CV2_SMALL_KERNELS = {
 }
 
 
-def _trunc_long(v: Tensor) -> Tensor:
-    """``int(v)`` (toward zero) as int64. A cast, not ``torch.trunc``: cheaper on small tensors."""
+def _trunc_long(v: ArrayLike) -> ArrayLike:
+    """``int(v)`` (toward zero) as int64, NumPy or torch. A cast, not ``torch.trunc``: cheaper on small tensors."""
+    if isinstance(v, np.ndarray):
+        return np.clip(v, -(2**40), 2**40).astype(np.int64)
     return v.clamp(-(2**40), 2**40).long()
+
+
+_NUMPY_DTYPES = {torch.int64: np.int64, torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _arange(like: ArrayLike, n: int, dtype: torch.dtype = torch.int64) -> ArrayLike:
+    """``arange(n)`` in ``like``'s library (and device)."""
+    if isinstance(like, np.ndarray):
+        return np.arange(n, dtype=_NUMPY_DTYPES[dtype])
+    return torch.arange(n, dtype=dtype, device=like.device)
+
+
+def _torch_exp(x: ArrayLike) -> ArrayLike:
+    """torch's exp for NumPy arrays too: the targets have always used it, and NumPy's rounds differently."""
+    return torch.exp(torch.from_numpy(x)).numpy() if isinstance(x, np.ndarray) else torch.exp(x)
 
 
 def _floor_long(v: Tensor) -> Tensor:
@@ -593,14 +610,19 @@ class _HeatmapCodec:
         # 3-sigma window; the official code uses tmp_size = 3 * sigma as a float.
         self.radius = 3.0 * self.sigma
         self.window = int(math.floor(self.radius))
-        self._constants: dict[tuple, Tensor] = {}
+        self._constants: dict[tuple, ArrayLike] = {}
 
-    def _constant(self, name: str, device: torch.device, dtype: torch.dtype | None, make) -> Tensor:
-        """A small tensor made once per (name, device, dtype) and reused: fewer tiny ops per batch."""
-        key = (name, device, dtype)
+    def _constant(self, name: str, like: ArrayLike, make, dtype: torch.dtype | None = None) -> ArrayLike:
+        """A small constant made once and reused (fewer tiny ops per batch): the tensor ``make()`` in ``dtype``
+        (default: the float dtype of ``like``) and in ``like``'s library and device."""
+        as_np = isinstance(like, np.ndarray)
+        if dtype is None:
+            dtype = (torch.float64 if like.dtype == np.float64 else torch.float32) if as_np else like.dtype
+        key = (name, None if as_np else like.device, dtype)
         value = self._constants.get(key)
         if value is None:
-            value = make().to(device=device, dtype=dtype) if dtype is not None else make().to(device)
+            value = make().to(dtype)
+            value = value.numpy() if as_np else value.to(like.device)
             self._constants[key] = value
         return value
 
@@ -639,7 +661,16 @@ class _HeatmapCodec:
                     f"got {tuple(vis.shape)}"
                 )
             vis = vis.to(device=kp.device, dtype=dtype)
-        heatmaps, weights = self._encode(kp, vis, torch.isfinite(kp).all(dim=-1))
+        if kp.device.type == "cpu":
+            # A data sample's few keypoints cost torch's per-op overhead many times over: on the CPU the
+            # encoders compute in NumPy, with the same rounding (and torch's exp).
+            kp, vis = kp.detach().numpy(), vis.detach().numpy()
+            finite = np.isfinite(kp).all(axis=-1)
+            kp = np.where(finite[..., None], kp, 0.0)  # keeps NaN out of the arithmetic (never drawn)
+        else:
+            finite = torch.isfinite(kp).all(dim=-1)
+            kp = torch.where(finite[..., None], kp, 0.0)
+        heatmaps, weights = (torch.as_tensor(v) for v in self._encode(kp, vis, finite))
         if joint_weights is not None:
             jw, _ = as_tensor(joint_weights, "joint_weights")
             if jw.shape != (kp.shape[1],):
@@ -649,27 +680,30 @@ class _HeatmapCodec:
             weights = weights * jw.to(device=weights.device, dtype=weights.dtype)
         return to_output(heatmaps, as_np), to_output(weights, as_np)
 
-    def _encode(self, kp: Tensor, vis: Tensor, finite: Tensor) -> tuple[Tensor, Tensor]:
-        """``finite`` (N, K): keypoints with finite coordinates; the others count as invisible."""
+    def _encode(self, kp: ArrayLike, vis: ArrayLike, finite: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
+        """NumPy arrays (on the CPU) or tensors; ``finite`` (N, K): keypoints with finite coordinates (the
+        others, set to 0, count as invisible)."""
         raise NotImplementedError
 
-    def _integer_centres(self, kp_hm: Tensor, vis: Tensor, finite: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _integer_centres(
+        self, kp_hm: ArrayLike, vis: ArrayLike, finite: ArrayLike
+    ) -> tuple[ArrayLike, ArrayLike, ArrayLike]:
         """``mu = int(kp_hm + 0.5)`` (N*K, 2), the weights after the official in-bounds test, the drawn mask.
 
         The official test ``int(mu - r) >= W or int(mu + r + 1) < 0`` is, for an integer ``mu`` and ``W >= 1``,
         ``mu >= W + r or mu <= -r - 2``.
         """
+        xp = np if isinstance(kp_hm, np.ndarray) else torch
         w, h = self.heatmap_size
         r = self.radius
-        mu = _trunc_long(kp_hm + 0.5).view(-1, 2)
-        upper = self._constant("upper", mu.device, kp_hm.dtype, lambda: torch.tensor([w + r, h + r]))
-        on = finite.view(-1) & ((mu < upper) & (mu > -r - 2)).all(dim=1)
-        weights = torch.where(on.view(vis.shape), vis, 0.0)
-        return mu, weights, (weights > 0.5).view(-1)
+        mu = _trunc_long(kp_hm + 0.5).reshape(-1, 2)
+        on = finite.reshape(-1) & (mu[:, 0] < w + r) & (mu[:, 1] < h + r) & (mu > -r - 2).all(1)
+        weights = xp.where(on.reshape(vis.shape), vis, 0.0)
+        return mu, weights, (weights > 0.5).reshape(-1)
 
     def _assemble_rows(
-        self, table: Tensor, first: Tensor, mu_y: Tensor, drawn: Tensor, n: int, k: int
-    ) -> Tensor:
+        self, table: ArrayLike, first: ArrayLike, mu_y: ArrayLike, drawn: ArrayLike, n: int, k: int
+    ) -> ArrayLike:
         """Build the maps row by row, writing every output element once (no zero fill, no scatter).
 
         ``table`` holds, per block, a zero row, the ``2r+1`` full-width window rows (zero outside the window
@@ -677,15 +711,16 @@ class _HeatmapCodec:
         of its map is ``table[first + i - mu_y + r]``, clamped into the block, so rows above or below the window
         read a zero row; every row of an undrawn keypoint reads a zero row.
         """
+        xp = np if isinstance(table, np.ndarray) else torch
         w, h = self.heatmap_size
         r = self.window
         # Undrawn centres may lie anywhere: they read the first block's zero row.
-        first = torch.where(drawn, first, 1)
+        first = xp.where(drawn, first, 1)
         lo = first - 1
-        hi = torch.where(drawn, first + 2 * r + 1, lo)
-        rows = (first + r - mu_y)[:, None] + torch.arange(h, device=first.device)
-        src = torch.clamp(rows, min=lo[:, None], max=hi[:, None])
-        return table.index_select(0, src.view(-1)).view(n, k, h, w)
+        hi = xp.where(drawn, first + 2 * r + 1, lo)
+        rows = (first + r - mu_y)[:, None] + _arange(first, h)
+        src = xp.minimum(xp.maximum(rows, lo[:, None]), hi[:, None])
+        return table[src.reshape(-1)].reshape(n, k, h, w)
 
     # -- decode -------------------------------------------------------------------------------------------
     def decode(self, heatmaps: ArrayLike, refine: Refine | object = _DEFAULT) -> tuple[ArrayLike, ArrayLike]:
@@ -778,36 +813,37 @@ class MSRAHeatmap(_HeatmapCodec):
     def _extra_repr(self) -> str:
         return f", unbiased={self.unbiased}"
 
-    def _encode(self, kp: Tensor, vis: Tensor, finite: Tensor) -> tuple[Tensor, Tensor]:
+    def _encode(self, kp: ArrayLike, vis: ArrayLike, finite: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
         n, k = kp.shape[:2]
         if self.unbiased:
             return self._encode_unbiased(kp, vis, finite)
         # The official feat_stride is a float64 array: x / stride is evaluated in float64.
-        stride = self._constant("stride", kp.device, torch.float64, lambda: torch.tensor(self.stride))
-        mu, weights, drawn = self._integer_centres(kp.double() / stride, vis, finite)
-        table = self._constant("rows", kp.device, kp.dtype, lambda: torch.from_numpy(self._row_table))
+        stride = self._constant("stride", kp, lambda: torch.tensor(self.stride), torch.float64)
+        mu, weights, drawn = self._integer_centres(kp / stride, vis, finite)
+        table = self._constant("rows", kp, lambda: torch.from_numpy(self._row_table))
         first = (mu[:, 0] + self.window + 2) * (2 * self.window + 3) + 1
         return self._assemble_rows(table, first, mu[:, 1], drawn, n, k), weights
 
-    def _encode_unbiased(self, kp: Tensor, vis: Tensor, finite: Tensor) -> tuple[Tensor, Tensor]:
+    def _encode_unbiased(
+        self, kp: ArrayLike, vis: ArrayLike, finite: ArrayLike
+    ) -> tuple[ArrayLike, ArrayLike]:
+        xp = np if isinstance(kp, np.ndarray) else torch
         w, h = self.heatmap_size
-        stride = torch.tensor(self.stride, dtype=torch.float32, device=kp.device).to(kp.dtype)
-        mu = kp / stride
+        mu = kp / self._constant("stride32", kp, lambda: torch.tensor(self.stride, dtype=torch.float32))
+        # The in-bounds test int(mu - r) >= W or int(mu + r + 1) < 0 (official), or without the int() casts
+        # (mmpose); for finite values and W >= 1 the casts only move the second bound to <= -1.
         r = self.radius
-        if self.convention == "official":
-            lo, hi = _trunc_long(mu - r), _trunc_long(mu + r + 1)
-        else:
-            lo, hi = mu - r, mu + r + 1
-        off = (lo[..., 0] >= w) | (lo[..., 1] >= h) | (hi[..., 0] < 0) | (hi[..., 1] < 0) | ~finite
-        weights = torch.where(off, 0.0, vis)
-        drawn = weights > 0.5
-        xs = torch.arange(w, dtype=kp.dtype, device=kp.device)
-        ys = torch.arange(h, dtype=kp.dtype, device=kp.device)
-        dx2 = (xs - mu[..., 0, None]) ** 2
-        dy2 = (ys - mu[..., 1, None]) ** 2
-        two_s2 = torch.tensor(2 * self.sigma**2, dtype=torch.float32).to(kp.dtype).item()
-        maps = torch.exp(-(dy2[..., :, None] + dx2[..., None, :]) / two_s2)
-        return torch.where(drawn[..., None, None], maps, 0.0), weights
+        hi = mu + r + 1
+        below = hi <= -1 if self.convention == "official" else hi < 0
+        off = (mu - r >= self._constant("size", kp, lambda: torch.tensor((w, h)))) | below
+        weights = xp.where(off[..., 0] | off[..., 1] | ~finite, 0.0, vis)
+        # Undrawn centres go to infinity, where the Gaussian is exactly 0 (exp(-inf)).
+        mu = xp.where((weights > 0.5)[..., None], mu, math.inf)
+        dx2 = (self._constant("xs", kp, lambda: torch.arange(w)) - mu[..., 0, None]) ** 2
+        dy2 = (self._constant("ys", kp, lambda: torch.arange(h)) - mu[..., 1, None]) ** 2
+        exponent = dy2[..., :, None] + dx2[..., None, :]
+        exponent /= -float(np.float32(2 * self.sigma**2))  # -(dy2 + dx2) / (2 sigma^2), DarkPose's float32
+        return _torch_exp(exponent), weights
 
     def _to_input(self, coords: Tensor) -> Tensor:
         stride = torch.tensor(self.stride, dtype=torch.float32, device=coords.device).to(coords.dtype)
@@ -845,24 +881,25 @@ class UDPHeatmap(_HeatmapCodec):
             )
         self.scale_factor = (float(np.float32((w - 1) / (ww - 1))), float(np.float32((h - 1) / (hh - 1))))
 
-    def _encode(self, kp: Tensor, vis: Tensor, finite: Tensor) -> tuple[Tensor, Tensor]:
+    def _encode(self, kp: ArrayLike, vis: ArrayLike, finite: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
         n, k = kp.shape[:2]
-        kp = torch.where(finite[..., None], kp, 0.0)  # keeps NaN out of the (undrawn) windows
-        kp_hm = kp / torch.tensor(self.scale_factor, dtype=kp.dtype, device=kp.device)
+        kp_hm = kp / self._constant("scale", kp, lambda: torch.tensor(self.scale_factor, dtype=torch.float64))
         mu, weights, drawn = self._integer_centres(kp_hm, vis, finite)
         r, (w, _) = self.window, self.heatmap_size
         m, size = n * k, 2 * self.window + 1
         # Window index j = dx + r against the centre r + (kp - mu), in float64 like mmpose.
-        centre = r + (kp_hm.reshape(-1, 2).double() - mu.double())
-        j = torch.arange(size, dtype=torch.float64, device=kp.device)
-        gy = torch.exp(-((j - centre[:, 1, None]) ** 2) / (2 * self.sigma**2))  # (N*K, 2r+1)
-        dx = torch.arange(w, device=kp.device) - mu[:, :1]  # (N*K, W): full-width rows
-        gx = torch.exp(-(((dx + r).double() - centre[:, :1]) ** 2) / (2 * self.sigma**2))
-        gx = torch.where(dx.abs() <= r, gx, 0.0)
-        table = torch.zeros(m, size + 2, w, dtype=kp.dtype, device=kp.device)
+        as_np = isinstance(kp, np.ndarray)
+        f64 = (lambda v: v.astype(np.float64)) if as_np else (lambda v: v.double())
+        centre = r + (f64(kp_hm.reshape(-1, 2)) - f64(mu))
+        j = _arange(kp, size, torch.float64)
+        gy = _torch_exp(-((j - centre[:, 1, None]) ** 2) / (2 * self.sigma**2))  # (N*K, 2r+1)
+        dx = _arange(kp, w) - mu[:, :1]  # (N*K, W): full-width rows
+        gx = _torch_exp(-((f64(dx + r) - centre[:, :1]) ** 2) / (2 * self.sigma**2))
+        gx = gx * (abs(dx) <= r)
+        table = np.zeros((m, size + 2, w), kp.dtype) if as_np else kp.new_zeros((m, size + 2, w))
         table[:, 1:-1] = gy[:, :, None] * gx[:, None, :]
-        first = torch.arange(1, m * (size + 2), size + 2, device=kp.device)
-        table = table.view(m * (size + 2), w)
+        first = _arange(kp, m) * (size + 2) + 1
+        table = table.reshape(m * (size + 2), w)
         return self._assemble_rows(table, first, mu[:, 1], drawn, n, k), weights
 
     def _to_input(self, coords: Tensor) -> Tensor:

@@ -63,17 +63,22 @@ def box_to_center_scale(
     """
     if not aspect_ratio > 0 or not math.isfinite(aspect_ratio):
         raise ValueError(f"aspect_ratio must be a positive finite number (input w / h), got {aspect_ratio}")
-    box, as_np = as_tensor(box_xywh, "box_xywh")
+    if isinstance(box_xywh, Tensor):
+        box, xp = _float(box_xywh), torch
+    else:  # NumPy in: computed in NumPy, with the torch ops' rounding (cheaper for a data sample's one box)
+        box, xp = as_tensor(box_xywh, "box_xywh")[0].numpy(), np
+        if box.dtype not in (np.float32, np.float64):
+            box = box.astype(np.float32)
     if box.shape[-1:] != (4,):
         raise ValueError(f"box_xywh must have shape (..., 4) = (x, y, w, h), got {tuple(box.shape)}")
-    box = _float(box)
-    x, y, w, h = box.unbind(dim=-1)
-    center = torch.stack((x + w * 0.5, y + h * 0.5), dim=-1)
+    # (..., 1) slices, not scalars: NumPy 1.x would compute float32 scalars with Python floats in float64
+    x, y, w, h = box[..., 0:1], box[..., 1:2], box[..., 2:3], box[..., 3:4]
+    center = xp.concatenate((x + w * 0.5, y + h * 0.5), -1)
     wider = w > aspect_ratio * h
-    new_w = torch.where(wider, w, h * aspect_ratio)
-    new_h = torch.where(wider, w / aspect_ratio, h)
-    scale = torch.stack((new_w, new_h), dim=-1) * (padding / pixel_std)
-    return to_output(center, as_np), to_output(scale, as_np)
+    new_w = xp.where(wider, w, h * aspect_ratio)
+    new_h = xp.where(wider, w / aspect_ratio, h)
+    scale = xp.concatenate((new_w, new_h), -1) * (padding / pixel_std)
+    return center, scale
 
 
 def _similarity(
@@ -170,8 +175,49 @@ def get_affine_transform(
     Returns:
         ``(..., 2, 3)`` in ``center``'s float dtype (float32 for integer input).
     """
+    if (
+        isinstance(center, np.ndarray)
+        and center.shape == (2,)
+        and isinstance(scale, np.ndarray)
+        and scale.shape in ((2,), ())
+        and isinstance(rot, (int, float))
+    ):  # one box, as each data sample has
+        m = _affine_one(center, scale, rot, size_pair(output_size, "output_size"), inv, udp, pixel_std)
+        return m.astype(center.dtype if center.dtype in (np.float32, np.float64) else np.float32, copy=False)
     m, as_np, out_dtype = _affine_matrix(center, scale, rot, output_size, inv, udp, pixel_std)
     return to_output(m.to(out_dtype), as_np)
+
+
+def _affine_one(
+    center: np.ndarray,
+    scale: np.ndarray,
+    rot: float,
+    output_size: tuple[int, int],
+    inv: bool,
+    udp: bool,
+    pixel_std: float,
+) -> np.ndarray:
+    """:func:`_affine_matrix` for one box in Python floats (float64), ``(2, 3)``: the same arithmetic without
+    the torch dispatch, which costs far more than the arithmetic on a 2x3 matrix."""
+    out_w, out_h = output_size
+    cx, cy = float(center[0]), float(center[1])
+    src_w = float(scale.reshape(-1)[0]) * pixel_std
+    # k as torch evaluates number / tensor (reciprocal, then product): bit-identical to the batched matrices
+    if udp:
+        k, dx, dy = (1.0 / (src_w - 1.0)) * (out_w - 1.0), (out_w - 1) * 0.5, (out_h - 1) * 0.5
+    else:
+        k, dx, dy = (1.0 / src_w) * out_w, out_w * 0.5, out_h * 0.5
+    cos, sin = 1.0, 0.0
+    if rot != 0:  # torch's cos and sin, which round differently from libm's for ~0.1 % of the angles
+        theta = torch.tensor(rot * (math.pi / 180.0), dtype=torch.float64)
+        cos, sin = torch.cos(theta).item(), torch.sin(theta).item()
+    if not inv:  # k R(-theta), mapping the centre to d
+        a = (cos * k, sin * k, -sin * k, cos * k)
+        t = (dx - (a[0] * cx + a[1] * cy), dy - (a[2] * cx + a[3] * cy))
+    else:  # R(theta) / k, mapping d to the centre
+        a = (cos / k, -sin / k, sin / k, cos / k)
+        t = (cx - (a[0] * dx + a[1] * dy), cy - (a[2] * dx + a[3] * dy))
+    return np.array(((a[0], a[1], t[0]), (a[2], a[3], t[1])))
 
 
 def _apply_affine(xy: Tensor, trans: Tensor) -> Tensor:
@@ -254,43 +300,61 @@ def _check_boxes(boxes: tuple[int, ...], q: Tensor) -> None:
         )
 
 
-def _invert_affine(trans: Tensor) -> Tensor:
-    a, t = trans[..., :2], trans[..., 2:]
-    det = a[..., 0, 0] * a[..., 1, 1] - a[..., 0, 1] * a[..., 1, 0]
-    inv_a = (
-        torch.stack(
-            (torch.stack((a[..., 1, 1], -a[..., 0, 1]), -1), torch.stack((-a[..., 1, 0], a[..., 0, 0]), -1)),
-            -2,
-        )
-        / det[..., None, None]
-    )
-    return torch.cat((inv_a, -(inv_a @ t)), dim=-1)
+def _invert_affine(trans: ArrayLike) -> ArrayLike:
+    """Inverses of ``(..., 2, 3)`` affines, NumPy or torch; one NumPy ``(2, 3)`` matrix in Python floats."""
+    one = isinstance(trans, np.ndarray) and trans.shape == (2, 3)
+    if one:  # the same float64 arithmetic without NumPy's per-call cost
+        (a, b, t0), (c, d, t1) = trans.tolist()
+    else:
+        a, b, t0 = trans[..., 0, 0], trans[..., 0, 1], trans[..., 0, 2]
+        c, d, t1 = trans[..., 1, 0], trans[..., 1, 1], trans[..., 1, 2]
+    det = a * d - b * c
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+    # -(inverse @ t) written out: NumPy's matmul rounds differently (fused multiply-adds) from torch's
+    inv = (ia, ib, -(ia * t0 + ib * t1), ic, id_, -(ic * t0 + id_ * t1))
+    if one:
+        return np.array(inv).reshape(2, 3)
+    xp = np if isinstance(trans, np.ndarray) else torch
+    return xp.stack(inv, -1).reshape(*trans.shape[:-2], 2, 3)
 
 
-def _sampled_region(img: Tensor, inv: Tensor, out_w: int, out_h: int) -> tuple[Tensor, Tensor]:
-    """The part of ``img`` (N, C, H, W) that the bilinear taps of the warp can reach, and the inverse affines
-    ``inv`` (N, 2, 3) moved into its frame: converting and sampling a person's crop of a large photo then costs
-    what the crop costs, not what the photo costs. Taps outside the image read 0 either way, so the result is
-    the same up to float rounding of the sampling positions."""
-    in_h, in_w = img.shape[-2:]
-    corners = torch.tensor(
-        ((0, out_w - 1, 0, out_w - 1), (0, 0, out_h - 1, out_h - 1), (1, 1, 1, 1)), dtype=inv.dtype
-    )
+def _sampled_region(
+    inv: np.ndarray, in_w: int, in_h: int, out_w: int, out_h: int
+) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)``: the part of an ``in_w x in_h`` image that the bilinear taps of the warps with the
+    inverse affines ``inv`` (N, 2, 3) can reach. Converting and sampling only that part of a large photo costs
+    what a person's crop costs, not what the photo costs; taps outside the image read 0 either way, so the
+    result is the same up to float rounding of the sampling positions (see :func:`warp_affine`)."""
+    corners = np.array(((0, out_w - 1, 0, out_w - 1), (0, 0, out_h - 1, out_h - 1), (1, 1, 1, 1)), inv.dtype)
     src = inv @ corners  # (N, 2, 4): where the corner pixels of the output sample the input
-    if not bool(torch.isfinite(src).all()):
-        return img, inv
-    lo = (src.amin(dim=(0, 2)).floor() - 1).tolist()  # one pixel of margin for the taps at floor(x) and x + 1
-    hi = (src.amax(dim=(0, 2)).ceil() + 2).tolist()
+    if not np.isfinite(src).all():
+        return 0, 0, in_w, in_h
+    lo = (np.floor(src.min(axis=(0, 2))) - 1).tolist()  # one pixel of margin for the taps at floor(x), x + 1
+    hi = (np.ceil(src.max(axis=(0, 2))) + 2).tolist()
     x0 = int(min(max(lo[0], 0), in_w - 1))
     y0 = int(min(max(lo[1], 0), in_h - 1))
     x1 = int(max(min(hi[0], in_w), x0 + 1))  # never empty: a warp entirely outside still samples zeros
     y1 = int(max(min(hi[1], in_h), y0 + 1))
-    if (x0, y0, x1, y1) == (0, 0, in_w, in_h):
-        return img, inv
-    inv = inv.clone()
-    inv[:, 0, 2] -= x0
-    inv[:, 1, 2] -= y0
-    return img[..., y0:y1, x0:x1], inv
+    return x0, y0, x1, y1
+
+
+def _sampling_grid(
+    inv: ArrayLike, size: ArrayLike, xs: ArrayLike, ys: ArrayLike, out: np.ndarray | None = None
+) -> ArrayLike:
+    """``(N, 2, h, w)`` ``grid_sample`` positions (NumPy or torch, as ``inv``) of the output pixels ``xs, ys``,
+    computed in ``inv``'s dtype (written into ``out``, NumPy, if given).
+
+    Pixel-centre coordinates to grid_sample's [-1, 1] (align_corners=False): g = (2 * src + 1) / size - 1 with
+    src = A @ (x, y) + t, folded into one affine per axis and evaluated as an outer sum of the row and column
+    terms (a (N, H*W, 2) matmul in float64 costs several times the sampling itself)."""
+    recip = 1 / size  # as torch evaluates 2 / size: the same rounding in NumPy and torch
+    coef = inv * (recip * 2)[None, :, None]  # (n, 2, 3): rows for g_x and g_y
+    offset = coef[:, :, 2] + recip - 1  # (n, 2)
+    col = coef[:, :, 0, None] * xs  # (n, 2, w)
+    row = coef[:, :, 1, None] * ys + offset[:, :, None]  # (n, 2, h)
+    if out is not None:
+        return np.add(row[:, :, :, None], col[:, :, None, :], out=out)
+    return row[:, :, :, None] + col[:, :, None, :]
 
 
 def warp_affine(
@@ -308,13 +372,15 @@ def warp_affine(
         trans: ``(N, 2, 3)`` (or ``(2, 3)``) forward affines, input pixels -> output pixels.
         output_size: ``(w, h)`` of the output.
         dtype: of the output (default: the input's). A float dtype with a uint8 image returns the samples
-            unrounded, in 0..255; only the sampled part of the image is converted.
+            unrounded, in 0..255. Only the part of the image that the warp samples is converted (or, for a
+            NumPy image, which may be read-only, copied).
 
     Returns:
         ``(N, C, h, w)`` (or ``(C, h, w)``).
     """
     out_w, out_h = size_pair(output_size, "output_size")
-    img, as_np = as_tensor(images, "images")
+    # A NumPy image stays NumPy until its sampled region is cut out: a whole read-only photo is never copied.
+    img, as_np = (images, True) if isinstance(images, np.ndarray) else as_tensor(images, "images")
     single = img.ndim == 3
     if single:
         img = img[None]
@@ -325,23 +391,32 @@ def warp_affine(
         t = t[None]
     if t.shape[-2:] != (2, 3) or t.shape[0] not in (1, img.shape[0]):
         raise ValueError(f"trans must be (N, 2, 3) with N = {img.shape[0]} (or 1), got {tuple(t.shape)}")
+    n, _, in_h, in_w = img.shape
+    # float64 images are sampled in float64, all others in float32
+    work_dtype = torch.float64 if img.dtype == (np.float64 if as_np else torch.float64) else torch.float32
+    if as_np or (img.device.type == "cpu" and not t.requires_grad):
+        # The per-box geometry in NumPy float64 (torch's dispatch costs more than the arithmetic on 2x3
+        # matrices), and only the sampled region of the image is converted (on a GPU the bounds would cost a
+        # device sync).
+        m = t.detach().to("cpu", torch.float64).numpy()
+        inv = np.broadcast_to(_invert_affine(m[0] if len(m) == 1 else m), (n, 2, 3))
+        x0, y0, x1, y1 = _sampled_region(inv, in_w, in_h, out_w, out_h)
+        img, in_w, in_h = img[..., y0:y1, x0:x1], x1 - x0, y1 - y0
+        if as_np:
+            img = torch.from_numpy(np.array(img))  # a copy of the region: Pillow's arrays are read-only
+        inv = inv - np.array(((0.0, 0.0, x0), (0.0, 0.0, y0)))
+        xs, ys = np.arange(out_w, dtype=np.float64), np.arange(out_h, dtype=np.float64)
+        out = np.empty((n, 2, out_h, out_w), np.float64 if work_dtype == torch.float64 else np.float32)
+        grid = torch.from_numpy(_sampling_grid(inv, np.array((in_w, in_h), dtype=np.float64), xs, ys, out))
+    else:
+        device, acc = img.device, accurate_dtype(img.device)
+        inv = _invert_affine(t.to(device=device, dtype=acc)).expand(n, 2, 3)
+        size = torch.tensor((in_w, in_h), dtype=acc, device=device)
+        xs, ys = torch.arange(out_w, dtype=acc, device=device), torch.arange(out_h, dtype=acc, device=device)
+        grid = _sampling_grid(inv, size, xs, ys)
     orig_dtype = img.dtype if dtype is None else dtype
-    inv = _invert_affine(t.to(device=img.device, dtype=accurate_dtype(img.device))).expand(img.shape[0], 2, 3)
-    if img.device.type == "cpu":  # on a GPU the bounds would cost a device sync
-        img, inv = _sampled_region(img, inv, out_w, out_h)
-    work = img.to(torch.float32) if not img.is_floating_point() else _float(img)
-    n, _, in_h, in_w = work.shape
-    # Pixel-centre coordinates to grid_sample's [-1, 1] (align_corners=False): g = (2 * src + 1) / size - 1 with
-    # src = A @ (x, y) + t, folded into one affine per axis and evaluated as an outer sum of the row and column
-    # terms (a (N, H*W, 2) matmul in float64 costs several times the sampling itself).
-    size = torch.tensor((in_w, in_h), dtype=inv.dtype, device=work.device)
-    coef = inv * (2 / size)[None, :, None]  # (n, 2, 3): rows for g_x and g_y
-    offset = coef[:, :, 2] + 1 / size - 1  # (n, 2)
-    xs = torch.arange(out_w, dtype=inv.dtype, device=work.device)
-    ys = torch.arange(out_h, dtype=inv.dtype, device=work.device)
-    col = coef[:, :, 0, None] * xs  # (n, 2, w)
-    row = coef[:, :, 1, None] * ys + offset[:, :, None]  # (n, 2, h)
-    grid = (row[:, :, :, None] + col[:, :, None, :]).to(work.dtype).permute(0, 2, 3, 1)  # (n, h, w, 2)
+    work = img.to(work_dtype)
+    grid = grid.to(work_dtype).permute(0, 2, 3, 1)  # (n, h, w, 2)
     out = F.grid_sample(work, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if orig_dtype == torch.uint8:
         out = out.round().clamp(0, 255).to(torch.uint8)
