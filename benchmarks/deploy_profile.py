@@ -3,11 +3,18 @@ per-node performance counters) on the same model and input, grouped into compara
 
     python benchmarks/deploy_profile.py                          # HRNet-W32 features, 256x192, batch 1, 1 thread
     python benchmarks/deploy_profile.py --batch 8 --threads 2 --rounds 5
+    python benchmarks/deploy_profile.py --per-shape              # kernel time per convolution shape, torch vs OpenVINO
 
 Kinds: convolutions (with whatever each engine fuses into them: bias, residual add, ReLU), separate element-wise
 adds / ReLUs, upsampling (the fusion's nearest resize), layout reorders (NCHW <-> blocked / channels_last
 conversions and copies) and the rest. Each engine's total is the median wall time of a call measured outside its
 profiler; the per-kind split is from the profiler, as a share of the profiled time.
+
+``--per-shape`` times each convolution's kernel alone in both engines, shape by shape: oneDNN's execution time
+from its verbose log for the fast path, the performance counters for OpenVINO (both build on oneDNN's brgconv
+kernels), and sets the sum of the fast path's kernels against its whole forward: what is left is the cost of the
+calls around the kernels. Every convolution takes the oneDNN op there (``fast.SMALL_CONV_MACS`` set to 0), so
+that each one has a kernel time.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
+import re
 import statistics
 import sys
 import tempfile
@@ -187,6 +196,173 @@ def call_costs(rounds: int) -> dict[str, float]:
         }
 
 
+#: oneDNN's verbose description of a convolution, e.g. ``mb1_ic32oc32_ih64oh64kh3sh1dh0ph1_iw48ow48kw3sw1dw0pw1``
+_ONEDNN_CONV = re.compile(
+    r"mb(\d+)_(?:g\d+)?ic(\d+)oc(\d+)_ih(\d+)oh\d+kh(\d+)sh(\d+)\S*?_iw(\d+)ow\d+kw\d+sw\d+"
+)
+
+
+def _conv_key(ic: int, oc: int, k: int, s: int, h: int, w: int) -> tuple[int, ...]:
+    """A convolution shape: input channels, output channels, kernel, stride, input height and width."""
+    return (ic, oc, k, s, h, w)
+
+
+class FastKernels:
+    """The fast path's convolutions, per shape: oneDNN's kernel execution time (its verbose log), its
+    implementation, the calls; one forward per :meth:`step`, timed without the log by :meth:`time`."""
+
+    def __init__(self, fast, x):
+        self.fast, self.x = fast, x
+        self.kernel_us, self.impl, self.calls, self.steps = (
+            collections.defaultdict(float),
+            {},
+            collections.Counter(),
+            0,
+        )
+
+    def time(self) -> float:
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            self.fast(self.x)
+            return (time.perf_counter() - t0) * 1e3
+
+    def step(self) -> None:
+        with torch.inference_mode():
+            sys.stdout.flush()
+            saved = os.dup(1)
+            with tempfile.TemporaryFile() as log:
+                os.dup2(log.fileno(), 1)  # oneDNN writes its verbose lines to the C-level stdout
+                try:
+                    with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+                        self.fast(self.x)
+                finally:
+                    os.dup2(saved, 1)
+                    os.close(saved)
+                log.seek(0)
+                lines = log.read().decode(errors="replace").splitlines()
+        for line in lines:
+            fields = line.split(",")
+            m = _ONEDNN_CONV.search(line)
+            if "exec" not in fields or "convolution" not in fields or not m:
+                continue
+            _, ic, oc, ih, kh, sh, iw = map(int, m.groups())
+            key = _conv_key(ic, oc, kh, sh, ih, iw)
+            self.kernel_us[key] += float(fields[-1]) * 1e3
+            self.calls[key] += 1
+            self.impl[key] = fields[fields.index("convolution") + 1]
+        self.steps += 1
+
+
+class OpenVINOKernels:
+    """OpenVINO's convolutions, per shape: its compiled convolution's time (performance counters) and kernel
+    name; one inference per :meth:`step`, timed with the counters off by :meth:`time`."""
+
+    def __init__(self, path, x, threads):
+        import openvino as ov
+
+        from hrnet_backbones.deploy.runtime import open_session
+
+        self.x = x
+        self.plain = open_session(path, "openvino", threads)
+        config = {
+            "INFERENCE_PRECISION_HINT": "f32",
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": threads,
+            "PERF_COUNT": True,
+        }
+        core = ov.Core()
+        model = core.read_model(str(path))
+        model.reshape({0: list(x.shape)})  # static sizes, so that the runtime model reports every shape
+        compiled = core.compile_model(model, "CPU", config)
+        self.request = compiled.create_infer_request()
+        self.shapes = {}
+        for op in compiled.get_runtime_model().get_ordered_ops():
+            if len(op.inputs()) >= 2:
+                self.shapes[op.get_friendly_name()] = (
+                    list(op.input(0).get_partial_shape().to_shape()),
+                    list(op.input(1).get_partial_shape().to_shape()),
+                    list(op.output(0).get_partial_shape().to_shape()),
+                )
+        self.kernel_us, self.impl, self.calls = collections.defaultdict(float), {}, collections.Counter()
+
+    def time(self) -> float:
+        t0 = time.perf_counter()
+        self.plain(self.x)
+        return (time.perf_counter() - t0) * 1e3
+
+    def step(self) -> None:
+        self.request.infer({0: self.x})
+        for info in self.request.profiling_info:
+            if info.node_type != "Convolution" or info.node_name not in self.shapes:
+                continue
+            (_, ic, h, w), wshape, (_, oc, oh, _) = self.shapes[info.node_name]
+            key = _conv_key(ic, oc, wshape[-1], round(h / oh), h, w)
+            self.kernel_us[key] += info.real_time.total_seconds() * 1e6
+            self.calls[key] += 1
+            self.impl[key] = info.exec_type
+
+
+def per_shape_report(model, x, path, threads, rounds) -> None:
+    """The fast path's convolutions beside OpenVINO's, shape by shape (see the module docstring)."""
+    import hrnet_backbones.fast as fast_module
+
+    fast_module.SMALL_CONV_MACS = 0  # every convolution through oneDNN, so each has a kernel time
+    engines = (
+        FastKernels(hrnet_backbones.optimize_for_inference(model), x),
+        OpenVINOKernels(path, x.numpy(), threads),
+    )
+    for engine in engines:
+        engine.time()  # the first call builds and packs
+        engine.step()
+    for engine in engines:
+        engine.kernel_us.clear()
+        engine.calls.clear()
+    # interleaved, so that a drift in the machine's speed reaches both engines alike
+    totals = ([], [])
+    for _ in range(rounds):
+        for engine, ms in zip(engines, totals):
+            ms.append(engine.time())
+            engine.step()
+    torch_engine, ov_engine = engines
+    calls = collections.Counter({k: n // rounds for k, n in torch_engine.calls.items()})
+    kernel = {k: torch_engine.kernel_us[k] / torch_engine.calls[k] for k in calls}
+    impl, ov_impl = torch_engine.impl, ov_engine.impl
+    ov = {k: ov_engine.kernel_us[k] / ov_engine.calls[k] for k in ov_engine.calls}
+    forward_ms, ov_ms = statistics.median(totals[0]), statistics.median(totals[1])
+    print(
+        "\nper convolution shape (us per call; N: calls per forward; torch: oneDNN's kernel execution alone):"
+    )
+    print(
+        f"  {'in':>4s} {'out':>4s} k s {'H x W':>9s} {'N':>3s} {'torch':>8s} {'OpenVINO':>9s} {'ratio':>6s}"
+        "  torch impl | OpenVINO impl"
+    )
+    matched = collections.Counter()
+    for key in sorted(calls, key=lambda k: -calls[k] * kernel[k]):
+        ic, oc, k, s, h, w = key
+        n, t_kernel, t_ov = calls[key], kernel[key], ov.get(key, float("nan"))
+        if key in ov:
+            matched["calls"] += n
+            matched["torch"] += n * t_kernel
+            matched["openvino"] += n * t_ov
+        print(
+            f"  {ic:4d} {oc:4d} {k} {s} {h:4d}x{w:<4d} {n:3d} {t_kernel:8.1f} {t_ov:9.1f} {t_kernel / t_ov:6.2f}"
+            f"  {impl[key]} | {ov_impl.get(key, 'not matched')}"
+        )
+    torch_kernels = sum(calls[k] * kernel[k] for k in calls) / 1e3
+    print(
+        f"\n  convolution kernels, the {int(matched['calls'])} calls of shapes both engines ran: torch "
+        f"{matched['torch'] / 1e3:.1f} ms, OpenVINO {matched['openvino'] / 1e3:.1f} ms "
+        f"({matched['torch'] / matched['openvino']:.2f}x)"
+        if matched["openvino"]
+        else "\n  no convolution shape matched between the engines"
+    )
+    print(
+        f"  fast path forward {forward_ms:.1f} ms: {torch_kernels:.1f} ms in oneDNN's convolution kernels, "
+        f"{forward_ms - torch_kernels:.1f} ms outside them ({sum(calls.values())} calls); OpenVINO inference "
+        f"{ov_ms:.1f} ms (its convolutions' counters: {sum(calls[k] * ov[k] for k in calls if k in ov) / 1e3:.1f} ms)"
+    )
+
+
 def _shares(split: collections.Counter) -> str:
     total = sum(split.values()) or 1
     return "  ".join(f"{k} {split[k] / total:5.1%}" for k in KINDS)
@@ -199,6 +375,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--per-shape", action="store_true", help="only the per-shape comparison with OpenVINO")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     model = timm.create_model(args.model, features_only=True).eval()
@@ -207,6 +384,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         _export_onnx(model, path, x, [f"out{i}" for i in range(5)], False, "torchscript")
+        if args.per_shape:
+            print(
+                f"{args.model} features {args.size[0]}x{args.size[1]} batch {args.batch}, {args.threads} thread(s)"
+            )
+            per_shape_report(model, x, path, args.threads, args.rounds)
+            return
         fast_ms, fast_split, fast_sizes, fast_table = profile_fast(model, x, args.rounds)
         ort_ms, ort_split, ort_ops, ort_sizes = profile_ort(path, xn, args.threads, args.rounds)
         ov_ms, ov_split, ov_ops = profile_openvino(path, xn, args.threads, args.rounds)

@@ -601,9 +601,11 @@ def optimize_for_inference(
     on_cpu = all(p.device.type == "cpu" for p in model.parameters())
     if dtype == torch.bfloat16 and on_cpu and not native_bf16_cpu():
         _warn_bf16_without_native_support()
-    if not inplace:
-        model = copy.deepcopy(model)
-    with torch.no_grad():
+    # under torch.inference_mode the folded weights would be inference tensors, which have no version counter
+    # (the packed-weight cache keys on it) and cannot be used outside that mode: build them as normal tensors
+    with torch.inference_mode(False), torch.no_grad():
+        if not inplace:
+            model = copy.deepcopy(model)
         model = _fuse_children(model)
         leftover = [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
         if leftover:

@@ -312,3 +312,33 @@ def test_bench_times_the_runtimes_in_the_same_rows():
     assert rows["ort"].max_rel_diff <= FP32 and rows["openvino"].max_rel_diff <= FP32
     # the suite's input is Gaussian noise, outside the natural-image calibration: a looser bound (measured 0.23)
     assert 0 < rows["ort-int8"].max_rel_diff <= 0.5 and 0 < rows["openvino-int8"].max_rel_diff <= 0.5
+
+
+def test_per_shape_profile_matches_every_convolution_to_openvino():
+    """`benchmarks/deploy_profile.py --per-shape`: oneDNN's verbose log is captured and parsed for every
+    convolution the fast path calls, and each shape is found among OpenVINO's compiled convolutions."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "benchmarks/deploy_profile.py", "--model", "hrnet_w18_small", "--size", "64", "48"]
+    result = subprocess.run(
+        [*cmd, "--per-shape", "--rounds", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    rows = re.findall(
+        r"^ +(\d+) +(\d+) (\d) (\d) +\d+x\d+ +(\d+) +[\d.]+ +[\d.]+ +[\d.]+  (\S+) \| (.+)$", out, re.M
+    )
+    assert rows, out
+    assert all(ov != "not matched" for *_, ov in rows), out
+    calls = sum(int(r[4]) for r in rows)
+    model = timm.create_model("hrnet_w18_small", features_only=True).eval()
+    script = importlib.util.spec_from_file_location(
+        "deploy_profile", ROOT / "benchmarks" / "deploy_profile.py"
+    )
+    module = importlib.util.module_from_spec(script)
+    script.loader.exec_module(module)
+    with torch.inference_mode():
+        expected = module.conv_calls(model, torch.randn(1, 3, 64, 48))
+    assert calls == expected, out
+    assert re.search(rf"the {calls} calls of shapes both engines ran: torch [\d.]+ ms, OpenVINO [\d.]+ ms", out), out

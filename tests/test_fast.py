@@ -267,6 +267,30 @@ def test_channels_last_false_keeps_nchw():
     assert all(f.is_contiguous() for f in feats)
 
 
+@pytest.mark.parametrize("built_in_inference_mode", [False, True])
+def test_a_model_optimised_under_inference_mode_runs_in_every_mode(built_in_inference_mode, monkeypatch):
+    """Optimised (or even created) under torch.inference_mode, the weights must still be normal tensors: the
+    packed-weight cache reads their version counter, which inference tensors lack."""
+    monkeypatch.setattr(
+        fast_module, "SMALL_CONV_MACS", 0
+    )  # every convolution through oneDNN's packed weights
+    if built_in_inference_mode:
+        with torch.inference_mode():
+            model = _tiny("v1-pose")
+    else:
+        model = _tiny("v1-pose")
+    x = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        expected = model(x)
+    with torch.inference_mode():
+        fast = optimize_for_inference(model)
+        assert_close_rel(fast(x), expected, rel=1e-4)
+    assert not any(p.is_inference() for p in fast.parameters())
+    with torch.no_grad():
+        assert_close_rel(fast(x), expected, rel=1e-4)
+    assert_close_rel(fast(x), expected, rel=1e-4)
+
+
 def test_every_batchnorm_is_folded_and_nothing_requires_grad():
     fast = optimize_for_inference(_tiny("v1-classification"))
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
