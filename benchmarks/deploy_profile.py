@@ -11,9 +11,9 @@ conversions and copies) and the rest. Each engine's total is the median wall tim
 profiler; the per-kind split is from the profiler, as a share of the profiled time.
 
 ``--per-shape`` times each convolution's kernel alone in both engines, shape by shape: oneDNN's execution time
-from its verbose log for the fast path, the performance counters for OpenVINO (both build on oneDNN's brgconv
-kernels), and sets the sum of the fast path's kernels against its whole forward: what is left is the cost of the
-calls around the kernels. Every convolution takes the oneDNN op there (``fast.SMALL_CONV_MACS`` set to 0), so
+from its verbose log for the fast path, the performance counters for OpenVINO (both engines use oneDNN's
+kernels), and sets the sum of the fast path's kernels against its whole forward: what is left is everything
+else, the calls around the kernels, the adds and the upsampling. Every convolution takes the oneDNN op there (``fast.SMALL_CONV_MACS`` set to 0), so
 that each one has a kernel time.
 """
 
