@@ -135,6 +135,17 @@ def _rename_into_place(tmp: Path, path: Path, replace: bool) -> None:
         old.unlink(missing_ok=True)
 
 
+def make_parent_folders(path: str | os.PathLike, flag: str = "--out") -> None:
+    """Create the folders above ``path`` that are missing, or fail with one line that names ``path`` (not the
+    temporary sibling an atomic write would go on to fail on) and the option to change."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a read-only or pseudo file system, a file where a folder should be
+        raise ValueError(
+            f"cannot create the output folder {path}: {e.strerror}; choose another {flag}"
+        ) from None
+
+
 def _within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 

@@ -49,7 +49,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .cliutil import CLIError
-from .fileio import atomic_folder, check_output_folder, only_these_entries
+from .fileio import atomic_folder, check_output_folder, make_parent_folders, only_these_entries
 from .keypoints.datasets import COCO_KEYPOINTS, KeypointLayout, UnknownLayoutError, get_layout
 
 __all__ = [
@@ -103,10 +103,7 @@ def _prepare_out(out: Path, force: bool) -> None:
     """Before any drawing: never the current folder, never a folder synth did not write (even with --force);
     then the missing parent folders are created, as ``convert`` and ``train`` do."""
     check_output_folder(out, force, command="synth", is_ours=_is_synth_folder)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # name the folder asked for, not the temporary sibling atomic_folder would fail on
-        raise ValueError(f"cannot create the output folder {out}: {e.strerror}; choose another --out") from None
+    make_parent_folders(out)
 
 
 def _check_common(images: int, seed: int, val_fraction: float, image_size: Sequence[int]) -> tuple[int, int]:

@@ -1,6 +1,7 @@
 """Atomic writes end with the permissions an ordinary write would have, and never leave a partial file."""
 
 import os
+import re
 import stat
 
 import pytest
@@ -10,6 +11,7 @@ from hrnet_backbones.fileio import (
     atomic_path,
     atomic_write_text,
     check_output_folder,
+    make_parent_folders,
     only_these_entries,
     ordinary_mode,
     refuse_existing,
@@ -110,3 +112,18 @@ def test_check_output_folder_never_lets_force_replace_a_foreign_folder(tmp_path,
         check_output_folder("data", True, command="synth", is_ours=ours, inputs=["data/precious.txt"])
     (tmp_path / "empty").mkdir()
     check_output_folder("empty", False, command="synth", is_ours=ours)
+
+
+def test_make_parent_folders_creates_the_missing_ones(tmp_path):
+    target = tmp_path / "a" / "b" / "model.onnx"
+    make_parent_folders(target)
+    assert (tmp_path / "a" / "b").is_dir() and not target.exists()
+
+
+def test_make_parent_folders_names_the_path_and_the_option_when_it_cannot(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    target = tmp_path / "afile" / "sub" / "model.onnx"
+    with pytest.raises(
+        ValueError, match=rf"cannot create the output folder {re.escape(str(target))}: .*--dest"
+    ):
+        make_parent_folders(target, flag="--dest")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import save_file
 
-from ..fileio import atomic_folder, check_output_folder, only_these_entries
+from ..fileio import atomic_folder, check_output_folder, make_parent_folders, only_these_entries
 
 if TYPE_CHECKING:
     from .converter import Conversion
@@ -317,9 +317,9 @@ def write_folder(
     """
     folder = Path(folder)
     check_destination(folder, force, source)
+    make_parent_folders(folder)
     with ExitStack() as stack:
         try:
-            folder.parent.mkdir(parents=True, exist_ok=True)
             tmp = stack.enter_context(atomic_folder(folder, replace=force))
         except OSError as e:  # e.g. a read-only or pseudo file system: name the folder, not a temporary one
             raise ValueError(

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..fileio import atomic_write_text, refuse_existing
+from ..fileio import atomic_write_text, make_parent_folders, refuse_existing
 
 __all__ = [
     "FP32_TOLERANCE",
@@ -387,7 +387,7 @@ def export_model(
         n_out = len(_outputs(model(example)))
     output_names = _output_names(model, features_only, n_out)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_parent_folders(out)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         onnx_path = staging / "model.onnx"
