@@ -11,6 +11,8 @@ plain conv/bn pairs without timm's optional attention, anti-aliasing and drop-bl
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -272,6 +274,27 @@ class HighResolutionModule(nn.Module):
         return out
 
 
+@contextlib.contextmanager
+def _batchnorm_statistics_kept(module: nn.Module):
+    """Put back the BatchNorm running statistics (and batch counts) of ``module`` when the block ends.
+
+    Gradient checkpointing runs a module's forward a second time during the backward pass. In training mode each
+    BatchNorm would then update its running statistics twice per step (and count the batch twice), so a
+    checkpointed run would end with other statistics than the same run without checkpointing. The second,
+    recomputing pass runs inside this block, which undoes its updates.
+    """
+    buffers = [
+        b for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) for b in m.buffers()
+    ]
+    saved = [b.detach().clone() for b in buffers]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, v in zip(buffers, saved):
+                b.copy_(v)
+
+
 class HRNetTrunk(nn.Module):
     """Stem, layer1 and stages 2-4 of an HRNet; ``forward_stem`` and ``forward_branches`` run them.
 
@@ -373,7 +396,12 @@ class HRNetTrunk(nn.Module):
 
     def _run(self, module: nn.Module, x):
         if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
-            return checkpoint(module, x, use_reentrant=False)
+            return checkpoint(
+                module,
+                x,
+                use_reentrant=False,
+                context_fn=lambda: (contextlib.nullcontext(), _batchnorm_statistics_kept(module)),
+            )
         return module(x)
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:

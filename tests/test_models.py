@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -241,6 +242,26 @@ def test_gradient_checkpointing_gives_the_same_gradients(name):
     plain, ckpt = grads(False), grads(True)
     for n in plain:
         torch.testing.assert_close(ckpt[n], plain[n], rtol=1e-4, atol=1e-6, msg=n)
+
+
+def test_gradient_checkpointing_updates_batchnorm_statistics_once_per_step():
+    """The recomputing pass in backward must not move the running statistics a second time: a checkpointed
+    training step ends with the statistics (and batch counts) of the same step without checkpointing."""
+    torch.manual_seed(0)
+    model = timm.create_model("hrnet_w32", arch=tiny_config(), features_only=True).train()
+    x = torch.randn(2, 3, 64, 48)
+    start = copy.deepcopy(model.state_dict())
+
+    def step(checkpointing: bool) -> dict[str, torch.Tensor]:
+        model.load_state_dict(start)
+        model.set_grad_checkpointing(checkpointing)
+        sum(f.sum() for f in model(x)).backward()
+        return {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+
+    plain, ckpt = step(False), step(True)
+    assert any(not torch.equal(plain[k], start[k]) for k in plain)  # the step did update them
+    for k in plain:
+        torch.testing.assert_close(ckpt[k], plain[k], rtol=1e-5, atol=1e-6, msg=k)
 
 
 def test_gradient_checkpointing_saves_fewer_activations_for_backward():
