@@ -297,7 +297,8 @@ def run_training(args: argparse.Namespace, paths, out: Path, epochs: int) -> flo
 
 
 def evaluate_variants(args: argparse.Namespace, paths, out: Path) -> dict[str, dict[str, float]]:
-    """The trained model on the held-out split: flip test on / off, and each decoding with flip test on."""
+    """The trained model on the held-out split: flip test on (official and exact alignment) / off, and each
+    decoding with flip test on."""
     import timm
 
     from hrnet_backbones.evaluate import evaluate_coco, evaluate_landmarks, predict_dataset
@@ -317,8 +318,16 @@ def evaluate_variants(args: argparse.Namespace, paths, out: Path) -> dict[str, d
     mean, std = normalization(cfg)
     val = build_dataset(cfg, str(paths.val_ann), str(paths.val_images), train=False, mean=mean, std=std)
 
-    def score(flip: bool, refine: str | None) -> dict[str, float]:
-        preds = predict_dataset(model, val, flip=flip, refine=refine, batch_size=64, num_workers=args.workers)
+    def score(flip: bool, refine: str | None, flip_align: str = "official") -> dict[str, float]:
+        preds = predict_dataset(
+            model,
+            val,
+            flip=flip,
+            flip_align=flip_align,
+            refine=refine,
+            batch_size=64,
+            num_workers=args.workers,
+        )
         if args.kind == "pose":
             return evaluate_coco(preds, val)[0]
         return evaluate_landmarks(preds, val)
@@ -326,6 +335,7 @@ def evaluate_variants(args: argparse.Namespace, paths, out: Path) -> dict[str, d
     results = {
         "flip, codec's decoding": score(True, "auto"),
         "no flip, codec's decoding": score(False, "auto"),
+        "flip exactly aligned, codec's": score(True, "auto", flip_align="exact"),
     }
     for refine in REFINEMENTS:
         results[f"flip, {refine or 'argmax'}"] = score(True, refine)

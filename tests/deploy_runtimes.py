@@ -341,4 +341,6 @@ def test_per_shape_profile_matches_every_convolution_to_openvino():
     with torch.inference_mode():
         expected = module.conv_calls(model, torch.randn(1, 3, 64, 48))
     assert calls == expected, out
-    assert re.search(rf"the {calls} calls of shapes both engines ran: torch [\d.]+ ms, OpenVINO [\d.]+ ms", out), out
+    assert re.search(
+        rf"the {calls} calls of shapes both engines ran: torch [\d.]+ ms, OpenVINO [\d.]+ ms", out
+    ), out

@@ -133,7 +133,13 @@ def test_learning_runs_end_to_end_within_a_budget(tmp_path, capsys):
     assert script.main(args) == 0
     out = capsys.readouterr().out
     assert re.search(r"budget 0.3 min: [\d.]+ s per training step with data loading, ~\d+ s per epoch", out)
-    for row in ("flip, codec's decoding", "no flip, codec's decoding", "flip, argmax", "flip, udp"):
+    rows = (
+        "flip, codec's decoding",
+        "no flip, codec's decoding",
+        "flip exactly aligned, codec's",
+        "flip, argmax",
+    )
+    for row in (*rows, "flip, udp"):
         assert re.search(rf"{re.escape(row)} +[\d.]+\n", out), row
     assert "constant mean pose" in out
     assert (tmp_path / "work" / "run" / "model.safetensors").is_file()

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from hrnet_backbones.keypoints import COCO_KEYPOINTS, flip_back, flip_permutation, flip_test, fliplr_joints
+from hrnet_backbones.keypoints import (
+    COCO_KEYPOINTS,
+    aligned_flip_shift,
+    flip_back,
+    flip_permutation,
+    flip_test,
+    fliplr_joints,
+)
+from hrnet_backbones.keypoints.codecs import MSRAHeatmap
 
 FIXTURES = Path(__file__).parent / "fixtures" / "codecs"
 
@@ -89,3 +97,45 @@ def test_fliplr_joints_is_batched_and_leaves_its_input_alone():
 def test_flip_pairs_are_validated(pairs, message):
     with pytest.raises(ValueError, match=message):
         flip_permutation(pairs, 17)
+
+
+def test_fractional_shift_interpolates_between_no_shift_and_the_official_pixel():
+    hm = torch.rand(2, 17, 8, 6)
+    pairs = COCO_KEYPOINTS.flip_pairs
+    torch.testing.assert_close(flip_back(hm, pairs, shift=1.0), flip_back(hm, pairs, shift=True))
+    torch.testing.assert_close(flip_back(hm, pairs, shift=0.0), flip_back(hm, pairs, shift=False))
+    half = (flip_back(hm, pairs, shift=True) + flip_back(hm, pairs, shift=False)) / 2
+    torch.testing.assert_close(flip_back(hm, pairs, shift=0.5), half)
+    with pytest.raises(ValueError, match=r"fraction of a pixel in \[0, 1\]"):
+        flip_back(hm, pairs, shift=1.5)
+
+
+def test_aligned_flip_shift_is_the_misalignment_of_the_flipped_grid():
+    assert aligned_flip_shift(192, 48) == 0.75  # stride 4
+    assert aligned_flip_shift(96, 48) == 0.5  # stride 2
+    assert aligned_flip_shift(64, 64) == 0.0
+    with pytest.raises(ValueError, match="positive"):
+        aligned_flip_shift(0, 48)
+
+
+def _flip_average_bias(shift) -> float:
+    """Mean x error of the decoded flip-test average when the model is perfect: the mirrored crop's heatmap is the
+    DARK target of the mirrored keypoint (input x -> W - 1 - x)."""
+    w, h = 96, 128
+    codec = MSRAHeatmap(input_size=(w, h), heatmap_size=(w // 4, h // 4), sigma=2.0, unbiased=True)
+    rng = np.random.default_rng(0)
+    xy = torch.from_numpy(rng.uniform([16, 16], [w - 17, h - 17], size=(200, 1, 2)).astype(np.float32))
+    mirrored = xy.clone()
+    mirrored[..., 0] = w - 1 - xy[..., 0]
+    plain, _ = codec.encode(xy)
+    flipped, _ = codec.encode(mirrored)
+    fused = (plain + flip_back(flipped, [], shift=shift)) / 2
+    decoded, _ = codec.decode(fused, refine="dark")
+    return float((decoded[..., 0] - xy[..., 0]).mean())
+
+
+def test_exact_alignment_removes_the_official_shift_bias():
+    """The official one-pixel shift over-corrects by 0.25 heatmap px: the average lands ~0.5 input px right (stride
+    4); the exact 0.75 px shift leaves no bias."""
+    assert _flip_average_bias(True) > 0.35
+    assert abs(_flip_average_bias(aligned_flip_shift(96, 24))) < 0.05

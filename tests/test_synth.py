@@ -421,7 +421,9 @@ def test_missing_parent_folders_are_created(tmp_path, make):
 
 def test_an_out_under_a_file_names_the_folder(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(ValueError, match=r"cannot create the output folder .*file/data: .*choose another --out"):
+    with pytest.raises(
+        ValueError, match=r"cannot create the output folder .*file/data: .*choose another --out"
+    ):
         make_pose_dataset(tmp_path / "file" / "data", 1, seed=0, image_size=(64, 64), val_fraction=0.0)
 
 

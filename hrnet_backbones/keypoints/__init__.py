@@ -29,7 +29,7 @@ from .datasets import (
     get_layout,
 )
 from .draw import draw_keypoints, save_overlay
-from .flip import flip_back, flip_permutation, flip_test, fliplr_joints
+from .flip import aligned_flip_shift, flip_back, flip_permutation, flip_test, fliplr_joints
 from .loss import KeypointMSELoss
 from .metrics import (
     auc_nme,
@@ -73,6 +73,7 @@ __all__ = [
     "decode_heatmaps",
     "draw_keypoints",
     "failure_rate",
+    "aligned_flip_shift",
     "flip_back",
     "flip_permutation",
     "flip_test",

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from ._common import ArrayLike, as_tensor, check_heatmaps, to_output
 
-__all__ = ["flip_back", "flip_permutation", "flip_test", "fliplr_joints"]
+__all__ = ["aligned_flip_shift", "flip_back", "flip_permutation", "flip_test", "fliplr_joints"]
 
 FlipPairs = Sequence[Sequence[int]] | ArrayLike
 
@@ -36,27 +36,50 @@ def flip_permutation(flip_pairs: FlipPairs, num_keypoints: int) -> list[int]:
     return perm
 
 
-def flip_back(heatmaps: ArrayLike, flip_pairs: FlipPairs, shift: bool = True) -> ArrayLike:
+def aligned_flip_shift(input_width: int, heatmap_width: int) -> float:
+    """The exact shift, in heatmap pixels, that aligns flipped-back heatmaps of an MSRA / DARK model.
+
+    Those codecs put input pixel ``x`` at heatmap ``x / s`` (``s = input_width / heatmap_width``, pixel centres at
+    integers on both grids). A mirrored crop puts it at input ``W - 1 - x``; flipping that heatmap back lands the
+    point at ``x / s - (s - 1) / s``, so the result belongs ``(s - 1) / s`` pixels further right: 0.75 at stride
+    4. The official ``SHIFT_HEATMAP`` moves it by a whole pixel, which leaves the flip-test average 0.125 heatmap
+    pixels (half an input pixel at stride 4) right of where the model put the point. UDP models need no shift.
+    """
+    if input_width < 1 or heatmap_width < 1:
+        raise ValueError(f"widths must be positive, got input {input_width} and heatmap {heatmap_width}")
+    stride = input_width / heatmap_width
+    return max(0.0, (stride - 1.0) / stride)
+
+
+def flip_back(heatmaps: ArrayLike, flip_pairs: FlipPairs, shift: bool | float = True) -> ArrayLike:
     """Bring the heatmaps of a horizontally flipped image back to the original orientation.
 
-    Reverses the width, swaps the channels of each left/right pair (official ``flip_back``) and, with
-    ``shift=True``, moves the result one pixel to the right (``out[..., 1:] = out[..., :-1]``, column 0 kept) —
-    the official ``TEST.SHIFT_HEATMAP``, which compensates the half-pixel misalignment of the flipped
-    features. Use ``shift=False`` for UDP models, whose flip is already aligned.
+    Reverses the width, swaps the channels of each left/right pair (official ``flip_back``) and moves the result
+    ``shift`` pixels to the right. ``shift=True`` is one whole pixel (``out[..., 1:] = out[..., :-1]``, column 0
+    kept): the official ``TEST.SHIFT_HEATMAP``, which approximately compensates the misalignment of the flipped
+    features. A float in ``[0, 1]`` shifts by that fraction of a pixel, interpolating linearly between
+    neighbouring columns: :func:`aligned_flip_shift` gives the exact value for MSRA / DARK models (0.75 at stride
+    4). Use ``shift=False`` (or 0) for UDP models, whose flip is already aligned.
 
     Args:
         heatmaps: ``(N, K, H, W)`` model output for the flipped images.
         flip_pairs: ``(P, 2)`` keypoint index pairs, e.g. ``COCO_KEYPOINTS.flip_pairs``.
+        shift: ``True`` (1 pixel), ``False`` (none) or a fraction of a pixel in ``[0, 1]``.
 
     Returns:
         ``(N, K, H, W)``, a new tensor.
     """
     hm, as_np = as_tensor(heatmaps, "heatmaps")
     check_heatmaps(hm)
+    if isinstance(shift, bool):
+        shift = 1.0 if shift else 0.0
+    if not 0.0 <= shift <= 1.0:
+        raise ValueError(f"shift must be True, False or a fraction of a pixel in [0, 1], got {shift}")
     perm = flip_permutation(flip_pairs, hm.shape[1])
     out = hm[:, perm].flip(-1)
     if shift and out.shape[-1] > 1:
-        out = torch.cat((out[..., :1], out[..., :-1]), dim=-1)
+        moved = torch.cat((out[..., :1], out[..., :-1]), dim=-1)
+        out = moved if shift == 1.0 else torch.lerp(out, moved, shift)
     return to_output(out, as_np)
 
 
@@ -64,9 +87,9 @@ def flip_test(
     model: Callable[[Tensor], Tensor | Sequence[Tensor]],
     images: Tensor,
     flip_pairs: FlipPairs,
-    shift: bool = True,
+    shift: bool | float = True,
 ) -> Tensor:
-    """Test-time flip fusion: ``(model(x) + flip_back(model(flip(x)))) / 2``.
+    """Test-time flip fusion: ``(model(x) + flip_back(model(flip(x)), shift=shift)) / 2``.
 
     ``images`` ``(N, C, H, W)`` and their mirror images go through ``model`` as one batch of ``2N``. If the model
     returns a list (several stages), the last element is used, as in the official ``validate``.
