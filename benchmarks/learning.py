@@ -8,7 +8,8 @@
 Generates a synthetic data set (`hrnet_backbones.synth`, 2000 images; or reuses `--data`), trains a small HRNet
 from scratch on the CPU with `hrnet-backbones train` (in a subprocess; under `torch.distributed.run` with
 `--nproc N`, the threads and the global batch split between the processes), then prints the curve (held-out AP
-every `--val-every` epochs), the held-out AP (NME for faces) with and without the flip test, the same model
+every `--val-every` epochs), the held-out AP (NME for faces) with and without the flip test (and with its exact
+alignment, `evaluate --flip-align exact`), the same model
 decoded with plain argmax, the quarter offset, DARK and DARK-UDP refinement, and the constant baseline (the
 training set's mean pose or mean face shape in every box).
 
