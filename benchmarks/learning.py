@@ -9,9 +9,8 @@ Generates a synthetic data set (`hrnet_backbones.synth`, 2000 images; or reuses 
 from scratch on the CPU with `hrnet-backbones train` (in a subprocess; under `torch.distributed.run` with
 `--nproc N`, the threads and the global batch split between the processes), then prints the curve (held-out AP
 every `--val-every` epochs), the held-out AP (NME for faces) with and without the flip test (and with its exact
-alignment, `evaluate --flip-align exact`), the same model
-decoded with plain argmax, the quarter offset, DARK and DARK-UDP refinement, and the constant baseline (the
-training set's mean pose or mean face shape in every box).
+alignment, `evaluate --flip-align exact`), the same model decoded with plain argmax, the quarter offset, DARK and
+DARK-UDP refinement, and the constant baseline (the training set's mean pose or mean face shape in every box).
 
 The recipe: DARK targets (`--codec`), 128x96 crops, global batch 16, Adam at 2e-3 with the official steps
 (x0.1 at 170/210 and 200/210 of the epochs; `--schedule cosine` instead), `--channels-last`, bfloat16 autocast
