@@ -143,3 +143,23 @@ def test_learning_runs_end_to_end_within_a_budget(tmp_path, capsys):
         assert re.search(rf"{re.escape(row)} +[\d.]+\n", out), row
     assert "constant mean pose" in out
     assert (tmp_path / "work" / "run" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "on"), (False, "off")])
+def test_learning_bfloat16_autocast_follows_the_cpu(native, expected, monkeypatch):
+    """`--cpu-amp auto` trains in bfloat16 only where the CPU has it natively; forced off (no AVX512-BF16 / AMX),
+    it falls back to float32; an explicit choice is kept."""
+    import hrnet_backbones.fast as fast
+
+    monkeypatch.setattr(fast, "native_bf16_cpu", lambda: native)
+    script = _script("learning")
+    assert script.parse_args([]).cpu_amp == expected
+    assert script.parse_args(["--cpu-amp", "on"]).cpu_amp == "on"
+    assert script.parse_args(["--cpu-amp", "off"]).cpu_amp == "off"
+
+
+def test_learning_bfloat16_autocast_is_off_when_the_environment_forces_it(monkeypatch):
+    import hrnet_backbones.fast as fast
+
+    monkeypatch.setenv(fast.CPU_BF16_ENV, "0")
+    assert _script("learning").parse_args([]).cpu_amp == "off"
