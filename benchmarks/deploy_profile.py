@@ -13,8 +13,8 @@ profiler; the per-kind split is from the profiler, as a share of the profiled ti
 ``--per-shape`` times each convolution's kernel alone in both engines, shape by shape: oneDNN's execution time
 from its verbose log for the fast path, the performance counters for OpenVINO (both engines use oneDNN's
 kernels), and sets the sum of the fast path's kernels against its whole forward: what is left is everything
-else, the calls around the kernels, the adds and the upsampling. Every convolution takes the oneDNN op there (``fast.SMALL_CONV_MACS`` set to 0), so
-that each one has a kernel time.
+else, the calls around the kernels, the adds and the upsampling. Every convolution takes the oneDNN op there
+(``fast.SMALL_CONV_MACS`` set to 0), so that each one has a kernel time.
 """
 
 from __future__ import annotations
@@ -115,17 +115,21 @@ def profile_ort(path, x, threads, rounds):
     return total, split, ops, by_size
 
 
-def profile_openvino(path, x, threads, rounds):
-    import openvino as ov
-
-    core = ov.Core()
-    config = {
+def _openvino_profiling_config(threads: int) -> dict:
+    """OpenVINO's CPU plugin as ``deploy.load`` configures it (float32, latency), with per-node counters on."""
+    return {
         "INFERENCE_PRECISION_HINT": "f32",
         "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_NUM_THREADS": threads,
         "PERF_COUNT": True,
     }
-    compiled = core.compile_model(str(path), "CPU", config)
+
+
+def profile_openvino(path, x, threads, rounds):
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(str(path), "CPU", _openvino_profiling_config(threads))
     request = compiled.create_infer_request()
     total = _median_ms(lambda: request.infer({0: x}), rounds)
     split, ops = collections.Counter(), collections.Counter()
@@ -213,12 +217,7 @@ class FastKernels:
 
     def __init__(self, fast, x):
         self.fast, self.x = fast, x
-        self.kernel_us, self.impl, self.calls, self.steps = (
-            collections.defaultdict(float),
-            {},
-            collections.Counter(),
-            0,
-        )
+        self.kernel_us, self.impl, self.calls = collections.defaultdict(float), {}, collections.Counter()
 
     def time(self) -> float:
         with torch.inference_mode():
@@ -250,7 +249,6 @@ class FastKernels:
             self.kernel_us[key] += float(fields[-1]) * 1e3
             self.calls[key] += 1
             self.impl[key] = fields[fields.index("convolution") + 1]
-        self.steps += 1
 
 
 class OpenVINOKernels:
@@ -264,16 +262,10 @@ class OpenVINOKernels:
 
         self.x = x
         self.plain = open_session(path, "openvino", threads)
-        config = {
-            "INFERENCE_PRECISION_HINT": "f32",
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": threads,
-            "PERF_COUNT": True,
-        }
         core = ov.Core()
         model = core.read_model(str(path))
         model.reshape({0: list(x.shape)})  # static sizes, so that the runtime model reports every shape
-        compiled = core.compile_model(model, "CPU", config)
+        compiled = core.compile_model(model, "CPU", _openvino_profiling_config(threads))
         self.request = compiled.create_infer_request()
         self.shapes = {}
         for op in compiled.get_runtime_model().get_ordered_ops():

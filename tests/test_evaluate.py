@@ -23,7 +23,7 @@ from hrnet_backbones.evaluate import (
     oks_nms,
     predict_dataset,
 )
-from hrnet_backbones.keypoints import COCO_KEYPOINTS, W300_68, MSRAHeatmap, UDPHeatmap, flip_permutation
+from hrnet_backbones.keypoints import COCO_KEYPOINTS, W300_68, MSRAHeatmap, UDPHeatmap, fliplr_joints
 from hrnet_backbones.keypoints.data import CocoKeypointDataset, LandmarkCsvDataset, TopDownTransform
 from tests.coco_fixture import coco_dict, write_coco
 from tests.test_keypoints_data import face_transform, write_landmark_csv
@@ -86,13 +86,13 @@ def mirrored_targets(ds) -> list[torch.Tensor]:
     """What an exact model answers for each crop's mirror image: the codec's targets of the crop's keypoints
     mirrored in input pixels (``x -> W - 1 - x``), left and right swapped."""
     codec = ds.transform.codec
-    perm = flip_permutation(COCO_KEYPOINTS.flip_pairs, 17)
     out = []
     for i in range(len(ds)):
-        kp = ds[i]["keypoints"].clone()
-        kp[:, 0] = codec.input_size[0] - 1 - kp[:, 0]
         visible = (ds[i]["weights"].reshape(-1) > 0).float()
-        heatmaps, _ = codec.encode(kp[perm][None, :, :2], visible[perm][None])
+        kp, vis = fliplr_joints(
+            ds[i]["keypoints"][:, :2], visible, codec.input_size[0], COCO_KEYPOINTS.flip_pairs
+        )
+        heatmaps, _ = codec.encode(kp[None], vis[None])
         out.append(heatmaps[0])
     return out
 
